@@ -1,0 +1,195 @@
+//! Length-prefixed frames: a 4-byte big-endian length, then that many bytes of JSON.
+//!
+//! The length is checked against the maximum before anything is allocated, so a hostile
+//! prefix cannot make the reader reserve memory.
+
+use std::io::{self, Read, Write};
+
+/// Largest frame either side accepts. Every message is far smaller.
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("empty frame")]
+    Empty,
+    #[error("connection ended inside a frame")]
+    Truncated,
+    #[error("timed out")]
+    TimedOut,
+    #[error("i/o error: {0}")]
+    Io(#[source] io::Error),
+}
+
+impl From<io::Error> for FrameError {
+    fn from(error: io::Error) -> Self {
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::TimedOut,
+            io::ErrorKind::UnexpectedEof => Self::Truncated,
+            _ => Self::Io(error),
+        }
+    }
+}
+
+/// Writes one frame.
+pub fn write_frame(writer: &mut impl Write, payload: &[u8]) -> Result<(), FrameError> {
+    if payload.is_empty() {
+        return Err(FrameError::Empty);
+    }
+    if payload.len() > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge {
+            len: payload.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
+        len: payload.len(),
+        max: MAX_FRAME_LEN,
+    })?;
+    let mut buffer = Vec::with_capacity(4 + payload.len());
+    buffer.extend_from_slice(&len.to_be_bytes());
+    buffer.extend_from_slice(payload);
+    writer.write_all(&buffer)?;
+    writer.flush()?;
+    Ok(())
+}
+
+/// Reads one frame of at most `max` bytes. A clean end of stream before the first byte is
+/// `Closed`; an end anywhere later is `Truncated`.
+pub fn read_frame(reader: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut prefix = [0u8; 4];
+    let mut filled = 0;
+    while filled < prefix.len() {
+        match reader.read(&mut prefix[filled..]) {
+            Ok(0) if filled == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut payload = vec![0u8; len];
+    reader.read_exact(&mut payload)?;
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Cursor;
+
+    /// A reader that hands out at most one byte per call, like a slow socket.
+    struct Trickle(Cursor<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let end = buf.len().min(1);
+            self.0.read(&mut buf[..end])
+        }
+    }
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert!(write_frame(&mut out, payload).is_ok());
+        out
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = framed(b"{\"v\":1}");
+        assert_eq!(&bytes[..4], &[0, 0, 0, 7]);
+        let got = read_frame(&mut Cursor::new(bytes), MAX_FRAME_LEN);
+        assert_eq!(got.ok().as_deref(), Some(&b"{\"v\":1}"[..]));
+    }
+
+    #[test]
+    fn partial_reads_reassemble() {
+        let mut reader = Trickle(Cursor::new(framed(b"hello world")));
+        let got = read_frame(&mut reader, MAX_FRAME_LEN);
+        assert_eq!(got.ok().as_deref(), Some(&b"hello world"[..]));
+        assert!(matches!(
+            read_frame(&mut reader, MAX_FRAME_LEN),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn concatenated_frames_split_exactly() {
+        let mut bytes = framed(b"first");
+        bytes.extend(framed(b"second"));
+        let mut reader = Cursor::new(bytes);
+        assert_eq!(
+            read_frame(&mut reader, MAX_FRAME_LEN).ok().as_deref(),
+            Some(&b"first"[..])
+        );
+        assert_eq!(
+            read_frame(&mut reader, MAX_FRAME_LEN).ok().as_deref(),
+            Some(&b"second"[..])
+        );
+    }
+
+    #[test]
+    fn oversize_prefix_is_refused_before_allocation() {
+        let mut reader = Cursor::new(vec![0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(
+            read_frame(&mut reader, MAX_FRAME_LEN),
+            Err(FrameError::TooLarge {
+                len: 0xffff_ffff,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn oversize_payload_is_not_written() {
+        let mut out = Vec::new();
+        let big = vec![b'x'; MAX_FRAME_LEN + 1];
+        assert!(matches!(
+            write_frame(&mut out, &big),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn truncation_is_distinguished_from_a_clean_close() {
+        let mut bytes = framed(b"abcdef");
+        bytes.truncate(7);
+        assert!(matches!(
+            read_frame(&mut Cursor::new(bytes), MAX_FRAME_LEN),
+            Err(FrameError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(vec![0, 0]), MAX_FRAME_LEN),
+            Err(FrameError::Truncated)
+        ));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(vec![0, 0, 0, 0]), MAX_FRAME_LEN),
+            Err(FrameError::Empty)
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn any_payload_round_trips(payload in proptest::collection::vec(any::<u8>(), 1..2048)) {
+            let mut reader = Trickle(Cursor::new(framed(&payload)));
+            prop_assert_eq!(read_frame(&mut reader, MAX_FRAME_LEN).ok(), Some(payload));
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = read_frame(&mut Cursor::new(bytes), 16);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The pam-totp wire protocol and its blocking client.
+//!
+//! One crate, shared by the PAM module, the CLI and the agent, so the frame format, the message
+//! types, the validation rules and the error codes are written exactly once.
+
+pub mod client;
+pub mod error;
+pub mod frame;
+pub mod message;
+pub mod profile;
+pub mod secret;
+pub mod validate;
+
+pub use client::{Client, ClientError};
+pub use error::{ApiError, ErrorCode};
+pub use message::{
+    AuthMethod, AuthReply, CodesReply, EnrollReply, EnrollRequest, LoginContext, ProbeReply, Reply,
+    Request, RequestEnvelope, Response, PROTOCOL_VERSION,
+};
+pub use profile::{Algorithm, ProfileView, PROFILE_FIELDS};
+pub use secret::SecretString;
+
+/// Default path of the agent socket.
+pub const DEFAULT_SOCKET: &str = "/run/pam-totp/agent.sock";

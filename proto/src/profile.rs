@@ -1,0 +1,153 @@
+//! The profile as clients see it: every contract field, never the secret.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Algorithm {
+    #[default]
+    #[serde(rename = "SHA1")]
+    Sha1,
+    #[serde(rename = "SHA256")]
+    Sha256,
+    #[serde(rename = "SHA512")]
+    Sha512,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+            Self::Sha512 => "SHA512",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "sha1" => Ok(Self::Sha1),
+            "sha256" => Ok(Self::Sha256),
+            "sha512" => Ok(Self::Sha512),
+            _ => Err(format!(
+                "unknown algorithm '{value}': expected sha1, sha256 or sha512"
+            )),
+        }
+    }
+}
+
+/// Field names of [`ProfileView`], in output order (for `--fields`).
+pub const PROFILE_FIELDS: &[&str] = &[
+    "id",
+    "account",
+    "uid",
+    "type",
+    "owner",
+    "scope",
+    "verified",
+    "enabled",
+    "algorithm",
+    "digits",
+    "period",
+    "sha_fingerprint",
+    "comment",
+    "created_at",
+    "changed_at",
+    "verified_at",
+    "last_used_at",
+    "failed_attempts",
+    "locked_until",
+    "emergency_codes_remaining",
+    "can",
+];
+
+/// One TOTP profile as shown by `show`, `list` and `enroll` (CONTRACT.md field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileView {
+    pub id: i64,
+    pub account: String,
+    pub uid: u32,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub owner: String,
+    pub scope: String,
+    pub verified: bool,
+    pub enabled: bool,
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+    pub sha_fingerprint: String,
+    pub comment: Option<String>,
+    pub created_at: String,
+    pub changed_at: String,
+    pub verified_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub failed_attempts: u32,
+    pub locked_until: Option<String>,
+    pub emergency_codes_remaining: u32,
+    pub can: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_parses_any_case_and_prints_upper() {
+        assert_eq!("sha256".parse::<Algorithm>(), Ok(Algorithm::Sha256));
+        assert_eq!("SHA512".parse::<Algorithm>(), Ok(Algorithm::Sha512));
+        assert!("md5".parse::<Algorithm>().is_err());
+        assert_eq!(
+            serde_json::to_string(&Algorithm::Sha1).ok().as_deref(),
+            Some("\"SHA1\"")
+        );
+    }
+
+    #[test]
+    fn field_list_matches_the_serialized_view() {
+        let view = ProfileView {
+            id: 1,
+            account: "alice".into(),
+            uid: 1000,
+            kind: "totp".into(),
+            owner: "host".into(),
+            scope: "host".into(),
+            verified: false,
+            enabled: true,
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+            sha_fingerprint: "00".into(),
+            comment: None,
+            created_at: "t".into(),
+            changed_at: "t".into(),
+            verified_at: None,
+            last_used_at: None,
+            failed_attempts: 0,
+            locked_until: None,
+            emergency_codes_remaining: 10,
+            can: vec![],
+        };
+        let value = serde_json::to_value(&view).ok();
+        let keys: Vec<String> = value
+            .as_ref()
+            .and_then(|v| v.as_object())
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut expected: Vec<String> = PROFILE_FIELDS.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort();
+        assert_eq!(keys_sorted, expected);
+    }
+}

@@ -1,0 +1,165 @@
+//! Input rules, checked by the CLI for early errors and again by the agent, which decides.
+
+use crate::error::ApiError;
+
+/// Longest account name accepted (glibc's LOGIN_NAME_MAX less the NUL).
+pub const MAX_ACCOUNT_LEN: usize = 255;
+pub const MAX_COMMENT_CHARS: usize = 256;
+pub const MAX_ISSUER_CHARS: usize = 64;
+pub const MIN_DIGITS: u8 = 6;
+pub const MAX_DIGITS: u8 = 8;
+pub const MIN_PERIOD: u32 = 10;
+pub const MAX_PERIOD: u32 = 300;
+/// Emergency codes are this many digits.
+pub const EMERGENCY_CODE_DIGITS: usize = 8;
+
+/// A local account name as NSS would accept it: no control characters, white space, ':' or
+/// '/', not starting with '-', at most [`MAX_ACCOUNT_LEN`] bytes.
+pub fn account(name: &str) -> Result<(), ApiError> {
+    let field = "account";
+    if name.is_empty() {
+        return Err(ApiError::invalid(field, "account name is empty"));
+    }
+    if name.len() > MAX_ACCOUNT_LEN {
+        return Err(ApiError::invalid(
+            field,
+            format!("account name is longer than {MAX_ACCOUNT_LEN} bytes"),
+        ));
+    }
+    if name.starts_with('-') {
+        return Err(ApiError::invalid(field, "account name starts with '-'"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, ':' | '/' | ','))
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!("account name contains a forbidden character {bad:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A code as typed: 6 to 8 ASCII digits (TOTP codes, or an 8-digit emergency code).
+pub fn code(code: &str) -> Result<(), ApiError> {
+    let len_ok = (MIN_DIGITS as usize..=MAX_DIGITS as usize).contains(&code.len());
+    if !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("code", "code must contain digits only"));
+    }
+    if !len_ok {
+        return Err(ApiError::invalid(
+            "code",
+            format!("code must be {MIN_DIGITS} to {MAX_DIGITS} digits long"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn comment(comment: &str) -> Result<(), ApiError> {
+    if comment.chars().count() > MAX_COMMENT_CHARS {
+        return Err(ApiError::invalid(
+            "comment",
+            format!("comment is longer than {MAX_COMMENT_CHARS} characters"),
+        ));
+    }
+    if comment.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "comment",
+            "comment contains control characters",
+        ));
+    }
+    Ok(())
+}
+
+pub fn issuer(issuer: &str) -> Result<(), ApiError> {
+    if issuer.is_empty() || issuer.chars().count() > MAX_ISSUER_CHARS {
+        return Err(ApiError::invalid(
+            "issuer",
+            format!("issuer must be 1 to {MAX_ISSUER_CHARS} characters"),
+        ));
+    }
+    if issuer.chars().any(|c| c.is_control() || c == ':') {
+        return Err(ApiError::invalid(
+            "issuer",
+            "issuer contains a control character or ':'",
+        ));
+    }
+    Ok(())
+}
+
+pub fn digits(digits: u8) -> Result<(), ApiError> {
+    if !(MIN_DIGITS..=MAX_DIGITS).contains(&digits) {
+        return Err(ApiError::invalid(
+            "digits",
+            format!("digits must be {MIN_DIGITS} to {MAX_DIGITS}"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn period(period: u32) -> Result<(), ApiError> {
+    if !(MIN_PERIOD..=MAX_PERIOD).contains(&period) {
+        return Err(ApiError::invalid(
+            "period",
+            format!("period must be {MIN_PERIOD} to {MAX_PERIOD} seconds"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(result: Result<(), ApiError>) -> Option<String> {
+        result.err().and_then(|e| e.target)
+    }
+
+    #[test]
+    fn accounts() {
+        for good in ["alice", "bob.smith", "svc_backup$", "user@example.com", "a"] {
+            assert!(account(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(MAX_ACCOUNT_LEN + 1);
+        for bad in [
+            "",
+            "-rf",
+            "a b",
+            "a\tb",
+            "ev\u{7}il",
+            "a:b",
+            "../x",
+            long.as_str(),
+        ] {
+            assert_eq!(target(account(bad)).as_deref(), Some("account"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn codes() {
+        for good in ["123456", "1234567", "12345678"] {
+            assert!(code(good).is_ok());
+        }
+        for bad in ["", "12345", "123456789", "12a456", " 123456", "١٢٣٤٥٦"] {
+            assert_eq!(target(code(bad)).as_deref(), Some("code"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn comments_issuers_digits_periods() {
+        assert!(comment(&"x".repeat(256)).is_ok());
+        assert_eq!(
+            target(comment(&"x".repeat(257))).as_deref(),
+            Some("comment")
+        );
+        assert_eq!(target(comment("a\nb")).as_deref(), Some("comment"));
+        assert!(issuer("ACME Corp").is_ok());
+        assert_eq!(target(issuer("a:b")).as_deref(), Some("issuer"));
+        assert!(digits(6).is_ok() && digits(8).is_ok());
+        assert_eq!(target(digits(5)).as_deref(), Some("digits"));
+        assert_eq!(target(digits(9)).as_deref(), Some("digits"));
+        assert!(period(30).is_ok());
+        assert_eq!(target(period(0)).as_deref(), Some("period"));
+    }
+}
