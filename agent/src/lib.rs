@@ -1,1 +1,15 @@
+//! pam-totp-agent: the only holder of TOTP secrets. It owns the SQLite store, authorizes every
+//! request from the peer's SO_PEERCRED, and decides replay, lockout and audit atomically.
 
+pub mod authz;
+pub mod clock;
+pub mod config;
+pub mod directory;
+pub mod fsperm;
+pub mod listener;
+pub mod secret;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod totp;
+mod view;

@@ -1,1 +1,86 @@
-fn main() {}
+//! `pam-totp-agent [--socket PATH] [--db PATH] [--config PATH]`
+
+use clap::Parser;
+use pam_totp_agent::clock::SystemClock;
+use pam_totp_agent::config::{Config, DEFAULT_CONFIG, DEFAULT_DB};
+use pam_totp_agent::directory::Nss;
+use pam_totp_agent::server::{self, Limits};
+use pam_totp_agent::service::Service;
+use pam_totp_agent::store::SqliteStore;
+use pam_totp_agent::{fsperm, listener};
+use pam_totp_proto::DEFAULT_SOCKET;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The pam-totp agent: holds TOTP profiles and answers the PAM module and the CLI.
+#[derive(Debug, Parser)]
+#[command(name = "pam-totp-agent", version)]
+struct Args {
+    /// Unix socket to listen on (ignored when systemd passes one)
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// SQLite database holding the profiles
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
+    db: PathBuf,
+    /// TOML configuration [default: /etc/pam-totp/agent.toml, if present]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pam-totp-agent: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Everything the agent creates is private unless it says otherwise (the socket).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let config = match &args.config {
+        Some(path) => Config::load(path, true)?,
+        None => Config::load(DEFAULT_CONFIG.as_ref(), false)?,
+    };
+    fsperm::prepare_database(&args.db)?;
+    let store = SqliteStore::open(&args.db)?;
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let service = Service::new(
+        Box::new(store),
+        Box::new(Nss),
+        Box::new(SystemClock),
+        config,
+        host,
+    );
+    let (listener, created) = listener::open(&args.socket)?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
+    }
+    eprintln!(
+        "pam-totp-agent {}: listening on {}, database {}",
+        env!("CARGO_PKG_VERSION"),
+        created
+            .as_deref()
+            .map_or("the socket passed by systemd".into(), |p| p
+                .display()
+                .to_string()),
+        args.db.display()
+    );
+    // Under systemd Type=notify this says we are ready; elsewhere it does nothing.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    server::serve(listener, Arc::new(service), &shutdown, Limits::default())?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(path) = created {
+        let _ = std::fs::remove_file(path);
+    }
+    eprintln!("pam-totp-agent: stopped");
+    Ok(())
+}

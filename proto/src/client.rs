@@ -60,10 +60,7 @@ impl Client {
     pub fn call(&self, request: Request) -> Result<Reply, ClientError> {
         let deadline = Instant::now() + self.timeout;
         let stream = self.connect(deadline)?;
-        let mut io = DeadlineIo {
-            stream: &stream,
-            deadline,
-        };
+        let mut io = DeadlineIo::new(&stream, deadline);
         // The request may carry a code: build it in a buffer that is wiped afterwards.
         let mut payload = Zeroizing::new(Vec::with_capacity(512));
         serde_json::to_writer(&mut *payload, &RequestEnvelope::new(request))
@@ -152,10 +149,17 @@ fn remaining(deadline: Instant) -> io::Result<Duration> {
     }
 }
 
-/// Applies what is left of the deadline to every read and write.
-struct DeadlineIo<'a> {
+/// A stream view that applies what is left of one deadline to every read and write, so a
+/// peer trickling bytes cannot stretch an exchange past it. Used by the agent as well.
+pub struct DeadlineIo<'a> {
     stream: &'a UnixStream,
     deadline: Instant,
+}
+
+impl<'a> DeadlineIo<'a> {
+    pub fn new(stream: &'a UnixStream, deadline: Instant) -> Self {
+        Self { stream, deadline }
+    }
 }
 
 impl Read for DeadlineIo<'_> {

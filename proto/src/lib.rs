@@ -11,7 +11,7 @@ pub mod profile;
 pub mod secret;
 pub mod validate;
 
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, DeadlineIo};
 pub use error::{ApiError, ErrorCode};
 pub use message::{
     AuthMethod, AuthReply, CodesReply, EnrollReply, EnrollRequest, LoginContext, ProbeReply, Reply,

@@ -1,0 +1,175 @@
+//! Agent configuration: an optional TOML file; every key has a safe default.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG: &str = "/etc/pam-totp/agent.toml";
+pub const DEFAULT_DB: &str = "/var/lib/pam-totp/profiles.sqlite3";
+/// Largest accepted skew window, in steps each side: more makes codes guessable.
+pub const MAX_WINDOW: u32 = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Members of this group administer every profile, like root.
+    pub admin_group: Option<String>,
+    /// Whether accounts may enroll themselves.
+    pub self_enroll: bool,
+    /// Time steps accepted either side of now.
+    pub window: u32,
+    pub lockout: LockoutPolicy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            admin_group: None,
+            self_enroll: true,
+            window: 1,
+            lockout: LockoutPolicy::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockoutPolicy {
+    /// Consecutive failures that lock the account.
+    pub threshold: u32,
+    /// First lock duration; each further failure doubles it.
+    pub base_seconds: u64,
+    /// Upper bound of a lock.
+    pub max_seconds: u64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            threshold: 5,
+            base_seconds: 30,
+            max_seconds: 15 * 60,
+        }
+    }
+}
+
+impl LockoutPolicy {
+    /// Lock duration after `failures` consecutive failures, if any.
+    pub fn lock_seconds(&self, failures: u32) -> Option<u64> {
+        let over = failures.checked_sub(self.threshold)?;
+        let factor = 1u64.checked_shl(over.min(63)).unwrap_or(u64::MAX);
+        Some(
+            self.base_seconds
+                .saturating_mul(factor)
+                .min(self.max_seconds),
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads `path`. A missing file is an error only when the path was given explicitly.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Self::default())
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.window > MAX_WINDOW {
+            return Err(format!("window must be 0 to {MAX_WINDOW}"));
+        }
+        let lockout = &self.lockout;
+        if lockout.threshold == 0 {
+            return Err("lockout.threshold must be at least 1".into());
+        }
+        if lockout.base_seconds == 0 || lockout.max_seconds < lockout.base_seconds {
+            return Err("lockout needs 0 < base_seconds <= max_seconds".into());
+        }
+        if self.admin_group.as_deref() == Some("") {
+            return Err("admin_group must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_issue() {
+        let config = Config::parse("").ok();
+        assert_eq!(config, Some(Config::default()));
+        let lockout = LockoutPolicy::default();
+        assert_eq!(lockout.lock_seconds(4), None);
+        assert_eq!(lockout.lock_seconds(5), Some(30));
+        assert_eq!(lockout.lock_seconds(6), Some(60));
+        assert_eq!(lockout.lock_seconds(9), Some(480));
+        assert_eq!(lockout.lock_seconds(10), Some(900));
+        assert_eq!(lockout.lock_seconds(500), Some(900));
+    }
+
+    #[test]
+    fn parses_every_key_and_refuses_unknown_or_unsafe_ones() {
+        let text = "admin_group = \"totpadm\"\nself_enroll = false\nwindow = 2\n[lockout]\nthreshold = 3\nbase_seconds = 10\nmax_seconds = 60\n";
+        let config = Config::parse(text).ok();
+        assert_eq!(
+            config,
+            Some(Config {
+                admin_group: Some("totpadm".into()),
+                self_enroll: false,
+                window: 2,
+                lockout: LockoutPolicy {
+                    threshold: 3,
+                    base_seconds: 10,
+                    max_seconds: 60
+                },
+            })
+        );
+        for bad in [
+            "admin_grup = \"x\"",
+            "window = 11",
+            "[lockout]\nthreshold = 0",
+            "[lockout]\nbase_seconds = 100\nmax_seconds = 10",
+            "window = \"one\"",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_missing_default_file_is_fine_a_missing_explicit_one_is_not() {
+        let path = Path::new("/nonexistent/pam-totp/agent.toml");
+        assert!(Config::load(path, false).is_ok());
+        assert!(Config::load(path, true).is_err());
+    }
+}

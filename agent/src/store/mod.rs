@@ -1,0 +1,91 @@
+//! Storage behind a narrow trait: SQLite today; a shared backend (e.g. PostgreSQL for a fleet)
+//! can be added without touching the protocol, the service rules or the PAM module.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use pam_totp_proto::Algorithm;
+use zeroize::Zeroizing;
+
+/// Everything the agent keeps about one profile. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileRecord {
+    /// 0 for a record not yet stored.
+    pub id: i64,
+    pub account: String,
+    pub uid: u32,
+    pub secret: Zeroizing<Vec<u8>>,
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+    pub issuer: String,
+    pub comment: Option<String>,
+    pub created_at: i64,
+    pub changed_at: i64,
+    pub verified_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub enabled: bool,
+    /// The last time step accepted: codes of this step or older are replays.
+    pub last_step: Option<i64>,
+    pub failed_attempts: u32,
+    pub locked_until: Option<i64>,
+    /// Unused emergency codes as `salt:sha256` (hex).
+    pub emergency_codes: Vec<String>,
+}
+
+impl ProfileRecord {
+    pub fn verified(&self) -> bool {
+        self.verified_at.is_some()
+    }
+}
+
+/// One row of the audit trail. Never holds a code or a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: i64,
+    pub account: String,
+    pub uid: Option<u32>,
+    pub op: String,
+    pub result: String,
+    pub service: Option<String>,
+    pub rhost: Option<String>,
+    pub tty: Option<String>,
+    pub caller_uid: u32,
+    pub caller_pid: i32,
+}
+
+/// What a transaction leaves behind for the account.
+#[derive(Debug)]
+pub enum Change {
+    Keep,
+    /// Insert when `id == 0` (replacing any profile of the account), update otherwise.
+    Save(Box<ProfileRecord>),
+    Delete,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot record state: {0}")]
+    Write(String),
+    #[error("cannot read state: {0}")]
+    Read(String),
+    #[error("database is corrupt or from an unknown version: {0}")]
+    Schema(String),
+}
+
+pub type Decision<'a> = dyn FnMut(Option<&ProfileRecord>) -> (Change, Option<AuditEvent>) + 'a;
+
+pub trait Store: Send + Sync {
+    fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError>;
+    fn list(&self) -> Result<Vec<ProfileRecord>, StoreError>;
+    /// Reads the account's record, lets `decide` choose a change and an audit event, and
+    /// applies both in one exclusive transaction. Returns the record as stored afterwards.
+    fn transact(
+        &self,
+        account: &str,
+        decide: &mut Decision<'_>,
+    ) -> Result<Option<ProfileRecord>, StoreError>;
+    /// Records an event outside any change (e.g. a refused request).
+    fn audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+}

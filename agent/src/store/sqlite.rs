@@ -1,0 +1,435 @@
+//! The SQLite store: one row per profile, an audit table, WAL with full sync so an
+//! acknowledged login or enrollment survives a crash.
+
+use super::{AuditEvent, Change, Decision, ProfileRecord, Store, StoreError};
+use pam_totp_proto::Algorithm;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Ordered migrations; `PRAGMA user_version` counts how many have run.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE profiles (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account TEXT NOT NULL UNIQUE,
+        uid INTEGER NOT NULL,
+        secret BLOB NOT NULL,
+        algorithm TEXT NOT NULL CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
+        digits INTEGER NOT NULL CHECK (digits BETWEEN 6 AND 8),
+        period INTEGER NOT NULL CHECK (period > 0),
+        issuer TEXT NOT NULL,
+        comment TEXT,
+        created_at INTEGER NOT NULL,
+        changed_at INTEGER NOT NULL,
+        verified_at INTEGER,
+        last_used_at INTEGER,
+        enabled INTEGER NOT NULL,
+        last_step INTEGER,
+        failed_attempts INTEGER NOT NULL DEFAULT 0,
+        locked_until INTEGER,
+        emergency_codes TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        account TEXT NOT NULL,
+        uid INTEGER,
+        op TEXT NOT NULL,
+        result TEXT NOT NULL,
+        service TEXT,
+        rhost TEXT,
+        tty TEXT,
+        caller_uid INTEGER NOT NULL,
+        caller_pid INTEGER NOT NULL
+    );
+    CREATE INDEX audit_by_account ON audit (account, at);
+    CREATE INDEX audit_by_time ON audit (at);
+"];
+
+const PROFILE_COLUMNS: &str = "id, account, uid, secret, algorithm, digits, period, issuer, \
+     comment, created_at, changed_at, verified_at, last_used_at, enabled, last_step, \
+     failed_attempts, locked_until, emergency_codes";
+
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+fn read_error(error: rusqlite::Error) -> StoreError {
+    StoreError::Read(error.to_string())
+}
+
+fn write_error(error: rusqlite::Error) -> StoreError {
+    StoreError::Write(error.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut connection = Connection::open(path).map_err(read_error)?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(read_error)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(read_error)?;
+        migrate(&mut connection)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic elsewhere cannot leave a half-applied transaction (rusqlite rolls back on
+        // drop), so a poisoned lock still guards a consistent connection.
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `PRAGMA integrity_check`, for tests and `status`.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.lock()
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .map_err(read_error)
+    }
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(read_error)?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if version > known {
+        return Err(StoreError::Schema(format!(
+            "schema version {version} is newer than this agent knows ({known})"
+        )));
+    }
+    let pending = usize::try_from(version).unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(pending) {
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(write_error)?;
+        tx.execute_batch(sql).map_err(write_error)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(index + 1).unwrap_or(i64::MAX),
+        )
+        .map_err(write_error)?;
+        tx.commit().map_err(write_error)?;
+    }
+    Ok(())
+}
+
+fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ProfileRecord> {
+    let algorithm: String = row.get("algorithm")?;
+    let algorithm = algorithm.parse::<Algorithm>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into())
+    })?;
+    let codes: String = row.get("emergency_codes")?;
+    Ok(ProfileRecord {
+        id: row.get("id")?,
+        account: row.get("account")?,
+        uid: row.get("uid")?,
+        secret: Zeroizing::new(row.get("secret")?),
+        algorithm,
+        digits: row.get("digits")?,
+        period: row.get("period")?,
+        issuer: row.get("issuer")?,
+        comment: row.get("comment")?,
+        created_at: row.get("created_at")?,
+        changed_at: row.get("changed_at")?,
+        verified_at: row.get("verified_at")?,
+        last_used_at: row.get("last_used_at")?,
+        enabled: row.get("enabled")?,
+        last_step: row.get("last_step")?,
+        failed_attempts: row.get("failed_attempts")?,
+        locked_until: row.get("locked_until")?,
+        emergency_codes: codes
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+fn load(connection: &Connection, account: &str) -> Result<Option<ProfileRecord>, StoreError> {
+    connection
+        .query_row(
+            &format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE account = ?1"),
+            [account],
+            record_from_row,
+        )
+        .optional()
+        .map_err(read_error)
+}
+
+fn save(tx: &Transaction<'_>, record: &mut ProfileRecord) -> rusqlite::Result<()> {
+    let codes = record.emergency_codes.join(",");
+    let values = params![
+        record.account,
+        record.uid,
+        &record.secret[..],
+        record.algorithm.as_str(),
+        record.digits,
+        record.period,
+        record.issuer,
+        record.comment,
+        record.created_at,
+        record.changed_at,
+        record.verified_at,
+        record.last_used_at,
+        record.enabled,
+        record.last_step,
+        record.failed_attempts,
+        record.locked_until,
+        codes,
+    ];
+    if record.id == 0 {
+        tx.execute("DELETE FROM profiles WHERE account = ?1", [&record.account])?;
+        tx.execute(
+            "INSERT INTO profiles (account, uid, secret, algorithm, digits, period, issuer, \
+             comment, created_at, changed_at, verified_at, last_used_at, enabled, last_step, \
+             failed_attempts, locked_until, emergency_codes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            values,
+        )?;
+        record.id = tx.last_insert_rowid();
+    } else {
+        let mut with_id = values.to_vec();
+        with_id.push(&record.id);
+        tx.execute(
+            "UPDATE profiles SET account = ?1, uid = ?2, secret = ?3, algorithm = ?4, \
+             digits = ?5, period = ?6, issuer = ?7, comment = ?8, created_at = ?9, \
+             changed_at = ?10, verified_at = ?11, last_used_at = ?12, enabled = ?13, \
+             last_step = ?14, failed_attempts = ?15, locked_until = ?16, \
+             emergency_codes = ?17 WHERE id = ?18",
+            with_id.as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
+fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result<()> {
+    connection.execute(
+        "INSERT INTO audit (at, account, uid, op, result, service, rhost, tty, caller_uid, \
+         caller_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            event.at,
+            event.account,
+            event.uid,
+            event.op,
+            event.result,
+            event.service,
+            event.rhost,
+            event.tty,
+            event.caller_uid,
+            event.caller_pid,
+        ],
+    )?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError> {
+        load(&self.lock(), account)
+    }
+
+    fn list(&self) -> Result<Vec<ProfileRecord>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(&format!(
+                "SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY account"
+            ))
+            .map_err(read_error)?;
+        let rows = statement
+            .query_map([], record_from_row)
+            .map_err(read_error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+    }
+
+    fn transact(
+        &self,
+        account: &str,
+        decide: &mut Decision<'_>,
+    ) -> Result<Option<ProfileRecord>, StoreError> {
+        let mut connection = self.lock();
+        // IMMEDIATE takes the write lock before reading, so two agents (or a stray sqlite3
+        // shell) on one file cannot both accept the same code.
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(write_error)?;
+        let current = load(&tx, account)?;
+        let (change, audit) = decide(current.as_ref());
+        let stored = match change {
+            Change::Keep => current,
+            Change::Save(mut record) => {
+                save(&tx, &mut record).map_err(write_error)?;
+                Some(*record)
+            }
+            Change::Delete => {
+                tx.execute("DELETE FROM profiles WHERE account = ?1", [account])
+                    .map_err(write_error)?;
+                None
+            }
+        };
+        if let Some(event) = audit {
+            insert_audit(&tx, &event).map_err(write_error)?;
+        }
+        tx.commit().map_err(write_error)?;
+        Ok(stored)
+    }
+
+    fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        insert_audit(&self.lock(), event).map_err(write_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(account: &str) -> ProfileRecord {
+        ProfileRecord {
+            id: 0,
+            account: account.into(),
+            uid: 1000,
+            secret: Zeroizing::new(vec![7; 20]),
+            algorithm: Algorithm::Sha256,
+            digits: 8,
+            period: 30,
+            issuer: "host".into(),
+            comment: Some("laptop".into()),
+            created_at: 100,
+            changed_at: 100,
+            verified_at: None,
+            last_used_at: None,
+            enabled: true,
+            last_step: None,
+            failed_attempts: 0,
+            locked_until: None,
+            emergency_codes: vec!["aa:bb".into(), "cc:dd".into()],
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, SqliteStore) {
+        let Ok(dir) = tempfile::tempdir() else {
+            unreachable!("no temp dir");
+        };
+        let Ok(store) = SqliteStore::open(&dir.path().join("db.sqlite3")) else {
+            unreachable!("cannot open store");
+        };
+        (dir, store)
+    }
+
+    fn save_record(store: &SqliteStore, rec: ProfileRecord) -> Option<ProfileRecord> {
+        let account = rec.account.clone();
+        let mut pending = Some(rec);
+        store
+            .transact(&account, &mut |_| {
+                (
+                    pending
+                        .take()
+                        .map_or(Change::Keep, |r| Change::Save(Box::new(r))),
+                    None,
+                )
+            })
+            .ok()
+            .flatten()
+    }
+
+    #[test]
+    fn records_round_trip_and_updates_keep_the_id() {
+        let (_dir, store) = open();
+        let Some(saved) = save_record(&store, record("alice")) else {
+            unreachable!("save failed");
+        };
+        assert!(saved.id > 0);
+        assert_eq!(store.get("alice").ok().flatten(), Some(saved.clone()));
+        let mut changed = saved.clone();
+        changed.last_step = Some(42);
+        changed.emergency_codes.pop();
+        let updated = save_record(&store, changed.clone());
+        assert_eq!(updated.as_ref().map(|r| r.id), Some(saved.id));
+        assert_eq!(store.get("alice").ok().flatten(), Some(changed));
+    }
+
+    #[test]
+    fn insert_replaces_with_a_new_id_and_delete_removes() {
+        let (_dir, store) = open();
+        let first = save_record(&store, record("bob")).map(|r| r.id);
+        let second = save_record(&store, record("bob")).map(|r| r.id);
+        assert_ne!(first, second);
+        assert_eq!(store.list().map(|l| l.len()).ok(), Some(1));
+        let gone = store.transact("bob", &mut |_| (Change::Delete, None));
+        assert!(matches!(gone, Ok(None)));
+        assert_eq!(store.get("bob").ok().flatten(), None);
+    }
+
+    #[test]
+    fn audit_rows_commit_with_the_change() {
+        let (dir, store) = open();
+        let event = AuditEvent {
+            at: 5,
+            account: "carol".into(),
+            op: "authenticate".into(),
+            result: "not_enrolled".into(),
+            ..AuditEvent::default()
+        };
+        let mut once = Some(event);
+        assert!(store
+            .transact("carol", &mut |_| (Change::Keep, once.take()))
+            .is_ok());
+        drop(store);
+        let Ok(connection) = Connection::open(dir.path().join("db.sqlite3")) else {
+            unreachable!("reopen failed");
+        };
+        let count: Option<i64> = connection
+            .query_row(
+                "SELECT count(*) FROM audit WHERE account = 'carol'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        assert_eq!(count, Some(1));
+    }
+
+    #[test]
+    fn reopening_keeps_state_and_does_not_rerun_migrations() {
+        let (dir, store) = open();
+        assert!(save_record(&store, record("dave")).is_some());
+        drop(store);
+        let reopened = SqliteStore::open(&dir.path().join("db.sqlite3"));
+        assert!(reopened
+            .as_ref()
+            .ok()
+            .and_then(|s| s.get("dave").ok().flatten())
+            .is_some());
+        assert_eq!(
+            reopened
+                .ok()
+                .and_then(|s| s.integrity_check().ok())
+                .as_deref(),
+            Some("ok")
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let Ok(dir) = tempfile::tempdir() else {
+            unreachable!("no temp dir");
+        };
+        let path = dir.path().join("db.sqlite3");
+        if let Ok(connection) = Connection::open(&path) {
+            let _ = connection.pragma_update(None, "user_version", 99);
+        }
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::Schema(_))
+        ));
+    }
+}
