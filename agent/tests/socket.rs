@@ -1,0 +1,257 @@
+//! The agent's server over a real Unix socket in a temp dir, driven by the shared client.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use pam_totp_agent::clock::SystemClock;
+use pam_totp_agent::config::Config;
+use pam_totp_agent::directory::Nss;
+use pam_totp_agent::server::{serve, Limits};
+use pam_totp_agent::service::Service;
+use pam_totp_agent::store::SqliteStore;
+use pam_totp_agent::totp::{self, TotpParams};
+use pam_totp_proto::frame::{read_frame, write_frame, MAX_FRAME_LEN};
+use pam_totp_proto::{
+    Algorithm, Client, ClientError, EnrollRequest, ErrorCode, LoginContext, Reply, Request,
+};
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+struct Agent {
+    dir: tempfile::TempDir,
+    shutdown: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Agent {
+    fn start_in(dir: tempfile::TempDir) -> Self {
+        let socket = dir.path().join("agent.sock");
+        let _ = std::fs::remove_file(&socket);
+        let store = SqliteStore::open(&dir.path().join("profiles.sqlite3")).unwrap();
+        let service = Service::new(
+            Box::new(store),
+            Box::new(Nss),
+            Box::new(SystemClock),
+            Config::default(),
+            "testhost".into(),
+        );
+        let listener = UnixListener::bind(&socket).unwrap();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&shutdown);
+        let limits = Limits {
+            max_connections: 64,
+            io_timeout: Duration::from_millis(500),
+        };
+        let thread = std::thread::spawn(move || {
+            serve(listener, Arc::new(service), &flag, limits).unwrap();
+        });
+        Self {
+            dir,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    fn start() -> Self {
+        Self::start_in(tempfile::tempdir().unwrap())
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("agent.sock")
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.socket(), Duration::from_secs(5))
+    }
+
+    fn stop(mut self) -> tempfile::TempDir {
+        self.halt();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    fn halt(&mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Enrolls `account` (replacing any profile) and returns the decoded secret. First waits out
+/// the last two seconds of a time step, so the codes a test derives stay in the window.
+fn enroll(client: &Client, account: &str) -> Vec<u8> {
+    while now().rem_euclid(30) >= 28 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let reply = client
+        .call(Request::Enroll(EnrollRequest {
+            account: account.into(),
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+            issuer: None,
+            comment: None,
+            replace: true,
+            code: None,
+        }))
+        .unwrap();
+    let Reply::Enrolled(reply) = reply else {
+        panic!("unexpected {reply:?}");
+    };
+    base32::decode(
+        base32::Alphabet::Rfc4648 { padding: false },
+        reply.secret.expose(),
+    )
+    .unwrap()
+}
+
+fn code(secret: &[u8], offset: i64) -> String {
+    let params = TotpParams {
+        algorithm: Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+    };
+    totp::code_for_step(secret, params, totp::step_at(now(), 30) + offset).to_string()
+}
+
+fn login(client: &Client, account: &str, code: &str) -> Result<Reply, ClientError> {
+    client.call(Request::Authenticate {
+        account: account.into(),
+        code: code.into(),
+        context: LoginContext::default(),
+    })
+}
+
+/// The account of the uid running the test: the agent authorizes it as the owner.
+fn me() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name
+}
+
+fn raw_exchange(socket: &Path, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn concurrent_logins_racing_on_one_code_let_exactly_one_through() {
+    let agent = Agent::start();
+    let account = me();
+    let secret = enroll(&agent.client(), &account);
+    assert!(agent
+        .client()
+        .call(Request::Verify {
+            account: account.clone(),
+            code: code(&secret, -1).as_str().into(),
+        })
+        .is_ok());
+    let shared = code(&secret, 0);
+    let racers = 32;
+    let barrier = Arc::new(Barrier::new(racers));
+    let handles: Vec<_> = (0..racers)
+        .map(|_| {
+            let (client, account, shared, barrier) = (
+                agent.client(),
+                account.clone(),
+                shared.clone(),
+                Arc::clone(&barrier),
+            );
+            std::thread::spawn(move || {
+                barrier.wait();
+                login(&client, &account, &shared)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let passed = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(passed, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| e.code() == ErrorCode::CodeRejected));
+}
+
+#[test]
+fn hostile_bytes_close_only_their_connection() {
+    let agent = Agent::start();
+    let socket = agent.socket();
+    // A huge length prefix: closed without a reply, nothing allocated.
+    assert!(raw_exchange(&socket, &[0xff, 0xff, 0xff, 0xff]).is_empty());
+    // A truncated frame: closed when the deadline passes.
+    assert!(raw_exchange(&socket, &[0, 0, 0, 50, b'{']).is_empty());
+    // Random bytes in a well-formed frame: a typed error naming the request.
+    let mut framed = Vec::new();
+    write_frame(&mut framed, b"\x00\x01garbage{{{").unwrap();
+    let reply = raw_exchange(&socket, &framed);
+    let reply = read_frame(&mut reply.as_slice(), MAX_FRAME_LEN).unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.contains("invalid_argument") && text.contains("\"request\""),
+        "{text}"
+    );
+    // A wrong protocol version is refused by name.
+    let mut framed = Vec::new();
+    write_frame(&mut framed, br#"{"v":99,"request":{"op":"list"}}"#).unwrap();
+    let reply = raw_exchange(&socket, &framed);
+    let reply = read_frame(&mut reply.as_slice(), MAX_FRAME_LEN).unwrap();
+    assert!(String::from_utf8_lossy(&reply).contains("\"v\""));
+    // A malformed request never echoes its content (it may hold a code).
+    let mut framed = Vec::new();
+    write_frame(
+        &mut framed,
+        br#"{"v":1,"request":{"op":"verify","account":"x","code":987654}}"#,
+    )
+    .unwrap();
+    let reply = raw_exchange(&socket, &framed);
+    assert!(!String::from_utf8_lossy(&reply).contains("987654"));
+    // A silent client holding a connection open does not block others.
+    let _idle = UnixStream::connect(&socket).unwrap();
+    assert!(agent.client().call(Request::List {}).is_ok());
+}
+
+#[test]
+fn state_survives_a_restart() {
+    let agent = Agent::start();
+    let account = me();
+    let secret = enroll(&agent.client(), &account);
+    let client = agent.client();
+    client
+        .call(Request::Verify {
+            account: account.clone(),
+            code: code(&secret, -1).as_str().into(),
+        })
+        .unwrap();
+    let used = code(&secret, 0);
+    assert!(login(&client, &account, &used).is_ok());
+    let dir = agent.stop();
+    let agent = Agent::start_in(dir);
+    // The code accepted before the restart is still refused after it.
+    let replay = login(&agent.client(), &account, &used).unwrap_err();
+    assert_eq!(replay.code(), ErrorCode::CodeRejected);
+    assert!(login(&agent.client(), &account, &code(&secret, 1)).is_ok());
+}
