@@ -155,6 +155,8 @@ struct Login<'a, P, A> {
 enum Probed {
     /// `nullok` and no active, enabled profile: step aside.
     Skip,
+    /// `grace=`: the agent saw a code login from the same place recently enough.
+    Grace,
     /// Ask for a code; a `forward_pass` answer ends in this many digits.
     Ask { digits: usize },
 }
@@ -171,17 +173,22 @@ impl<P: PamIo, A: Agent> Login<'_, P, A> {
             self.options.first_pass,
             self.options.nullok,
         ));
-        if let Some(seconds) = self.options.grace {
-            // Announced rather than faked: a skipped code must come from the agent's records.
-            self.log(
-                LogLevel::Notice,
-                &format!("grace={seconds} is not implemented yet; asking for a code as usual"),
-            );
-        }
-        // forward_pass needs the profile's digit count to split "password+code".
-        let digits = if self.options.nullok || self.options.first_pass == FirstPass::Forward {
+        // forward_pass needs the profile's digit count to split "password+code"; grace is the
+        // agent's decision, from its own records of earlier logins.
+        let probe_first = self.options.nullok
+            || self.options.grace.is_some()
+            || self.options.first_pass == FirstPass::Forward;
+        let digits = if probe_first {
             match self.probe(&context) {
                 Ok(Probed::Skip) => return PamCode::Ignore,
+                Ok(Probed::Grace) => {
+                    self.log(
+                        LogLevel::Info,
+                        "accepted without a code: within the grace period of an earlier login \
+                         from the same service, tty and remote host",
+                    );
+                    return PamCode::Success;
+                }
                 Ok(Probed::Ask { digits }) => digits,
                 Err(code) => return code,
             }
@@ -208,6 +215,7 @@ impl<P: PamIo, A: Agent> Login<'_, P, A> {
         let request = Request::Probe {
             account: self.account.clone(),
             context: context.clone(),
+            grace: self.options.grace,
         };
         match self.agent.call(request) {
             Ok(Reply::Probe(probe)) => {
@@ -222,6 +230,9 @@ impl<P: PamIo, A: Agent> Login<'_, P, A> {
                     "probe: needs_code={} digits={}",
                     probe.needs_code, probe.digits
                 ));
+                if probe.needs_code && probe.grace && self.options.grace.is_some() {
+                    return Ok(Probed::Grace);
+                }
                 if !probe.needs_code && self.options.nullok {
                     self.debug("no active profile; nullok, ignoring");
                     return Ok(Probed::Skip);

@@ -142,6 +142,13 @@ impl Options {
                 unknown => return Err(OptionError::Unknown(unknown.to_owned())),
             }
         }
+        // A grace pass skips the prompt, so forward_pass would have no password to hand on.
+        if options.grace.is_some() && options.first_pass == FirstPass::Forward {
+            return Err(OptionError::Conflict {
+                first: "grace",
+                second: "forward_pass",
+            });
+        }
         Ok(options)
     }
 }
@@ -307,6 +314,14 @@ mod tests {
             option_of(parse(&["use_first_pass=1"])),
             Some("use_first_pass")
         );
+        assert_eq!(
+            parse(&["forward_pass", "grace=60"]),
+            Err(OptionError::Conflict {
+                first: "grace",
+                second: "forward_pass"
+            })
+        );
+        assert!(parse(&["use_first_pass", "grace=60"]).is_ok());
     }
 
     #[test]

@@ -51,10 +51,14 @@ pub struct EnrollRequest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// Does this account need a code at login, and how many digits? (PAM `nullok`.)
+    /// Does this account need a code at login, and how many digits? (PAM `nullok`,
+    /// `forward_pass`.) With `grace`, also: did it pass a code on the same service, tty and
+    /// remote host within that many seconds? (PAM `grace=`.)
     Probe {
         account: String,
         context: LoginContext,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grace: Option<u32>,
     },
     /// A login attempt from the PAM module.
     Authenticate {
@@ -146,6 +150,9 @@ pub struct ProbeReply {
     /// False when the account has no active, enabled profile.
     pub needs_code: bool,
     pub digits: u8,
+    /// The login may pass without a code: the grace asked for applies (audited as `grace`).
+    #[serde(default)]
+    pub grace: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

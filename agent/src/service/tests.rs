@@ -357,6 +357,7 @@ fn other_users_are_refused_even_with_a_valid_code() {
         Request::Probe {
             account: "alice".into(),
             context: LoginContext::default(),
+            grace: None,
         },
         Request::List {},
         Request::Disable {
@@ -501,6 +502,7 @@ fn disabled_profiles_do_not_log_in_and_probe_says_so() {
             Request::Probe {
                 account: "alice".into(),
                 context: LoginContext::default(),
+                grace: None,
             },
         )
     };
@@ -508,7 +510,8 @@ fn disabled_profiles_do_not_log_in_and_probe_says_so() {
         probe(),
         Ok(Reply::Probe(ProbeReply {
             needs_code: true,
-            digits: 6
+            digits: 6,
+            grace: false
         }))
     ));
     h.call(
@@ -651,4 +654,116 @@ fn comments_and_regenerated_codes() {
     assert!(h
         .login(ROOT, "alice", codes.emergency_codes[0].expose())
         .is_ok());
+}
+
+fn probe_with_grace(h: &Harness, context: &LoginContext, grace: u32) -> bool {
+    match h.call(
+        ROOT,
+        Request::Probe {
+            account: "alice".into(),
+            context: context.clone(),
+            grace: Some(grace),
+        },
+    ) {
+        Ok(Reply::Probe(reply)) => reply.grace,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn grace_applies_only_to_the_same_place_within_the_window() {
+    let h = harness();
+    let enrolled = h.active_alice();
+    let ssh = LoginContext {
+        service: Some("sshd".into()),
+        rhost: Some("192.0.2.7".into()),
+        tty: Some("ssh".into()),
+        ruser: None,
+    };
+    // No code login yet (verify is not a login): no grace.
+    assert!(!probe_with_grace(&h, &ssh, 300));
+    h.login(ROOT, "alice", &h.code(&enrolled, 0)).unwrap();
+    h.clock.advance(100);
+    assert!(probe_with_grace(&h, &ssh, 300));
+    assert!(!probe_with_grace(&h, &ssh, 100), "window is exclusive");
+    for other in [
+        LoginContext {
+            rhost: Some("192.0.2.8".into()),
+            ..ssh.clone()
+        },
+        LoginContext {
+            tty: Some("/dev/pts/1".into()),
+            ..ssh.clone()
+        },
+        LoginContext {
+            service: Some("sudo".into()),
+            ..ssh.clone()
+        },
+        LoginContext {
+            rhost: None,
+            ..ssh.clone()
+        },
+    ] {
+        assert!(!probe_with_grace(&h, &other, 300), "{other:?}");
+    }
+    // Grace passes are audited, and do not extend the window.
+    assert_eq!(
+        h.audit_results("alice").last().map(String::as_str),
+        Some("authenticate:grace")
+    );
+    h.clock.advance(250);
+    assert!(!probe_with_grace(&h, &ssh, 300));
+}
+
+#[test]
+fn no_grace_when_locked_disabled_or_replaced() {
+    let h = harness();
+    let enrolled = h.active_alice();
+    let sudo = LoginContext {
+        service: Some("sudo".into()),
+        tty: Some("/dev/pts/3".into()),
+        ..LoginContext::default()
+    };
+    h.call(
+        ROOT,
+        Request::Authenticate {
+            account: "alice".into(),
+            code: h.code(&enrolled, 0).as_str().into(),
+            context: sudo.clone(),
+        },
+    )
+    .unwrap();
+    assert!(probe_with_grace(&h, &sudo, 60));
+    h.call(
+        ROOT,
+        Request::Disable {
+            account: "alice".into(),
+        },
+    )
+    .unwrap();
+    assert!(!probe_with_grace(&h, &sudo, 60));
+    h.call(
+        ROOT,
+        Request::Enable {
+            account: "alice".into(),
+        },
+    )
+    .unwrap();
+    for _ in 0..5 {
+        let _ = h.login(ROOT, "alice", "000000");
+    }
+    assert!(!probe_with_grace(&h, &sudo, 60), "locked");
+    h.call(
+        ROOT,
+        Request::Unlock {
+            account: "alice".into(),
+        },
+    )
+    .unwrap();
+    assert!(probe_with_grace(&h, &sudo, 60));
+    h.clock.advance(1);
+    let mut replace = enroll_request("alice");
+    replace.replace = true;
+    h.enroll(ROOT, replace).unwrap();
+    assert!(!probe_with_grace(&h, &sudo, 60), "replaced profile");
 }

@@ -55,6 +55,14 @@ pub struct AuditEvent {
     pub caller_pid: i32,
 }
 
+/// Where a login comes from; `None` fields match only `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginPlace<'a> {
+    pub service: Option<&'a str>,
+    pub rhost: Option<&'a str>,
+    pub tty: Option<&'a str>,
+}
+
 /// What a transaction leaves behind for the account.
 #[derive(Debug)]
 pub enum Change {
@@ -88,4 +96,11 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<ProfileRecord>, StoreError>;
     /// Records an event outside any change (e.g. a refused request).
     fn audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// When the account last logged in with a code from exactly this service, remote host
+    /// and tty (for `grace`): derived from the audit trail, not kept twice.
+    fn last_code_login(
+        &self,
+        account: &str,
+        place: &LoginPlace<'_>,
+    ) -> Result<Option<i64>, StoreError>;
 }

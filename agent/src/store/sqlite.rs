@@ -1,7 +1,7 @@
 //! The SQLite store: one row per profile, an audit table, WAL with full sync so an
 //! acknowledged login or enrollment survives a crash.
 
-use super::{AuditEvent, Change, Decision, ProfileRecord, Store, StoreError};
+use super::{AuditEvent, Change, Decision, LoginPlace, ProfileRecord, Store, StoreError};
 use pam_totp_proto::Algorithm;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use std::path::Path;
@@ -286,6 +286,23 @@ impl Store for SqliteStore {
 
     fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
         insert_audit(&self.lock(), event).map_err(write_error)
+    }
+
+    fn last_code_login(
+        &self,
+        account: &str,
+        place: &LoginPlace<'_>,
+    ) -> Result<Option<i64>, StoreError> {
+        // `IS` compares NULLs as equal: a login without a tty matches only another without.
+        self.lock()
+            .query_row(
+                "SELECT max(at) FROM audit WHERE account = ?1 AND op = 'authenticate' \
+                 AND result IN ('success', 'emergency_code') \
+                 AND service IS ?2 AND rhost IS ?3 AND tty IS ?4",
+                params![account, place.service, place.rhost, place.tty],
+                |row| row.get(0),
+            )
+            .map_err(read_error)
     }
 }
 

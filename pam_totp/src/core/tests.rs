@@ -163,7 +163,11 @@ fn accepted() -> Result<Reply, ClientError> {
 }
 
 fn probe(needs_code: bool, digits: u8) -> Result<Reply, ClientError> {
-    Ok(Reply::Probe(ProbeReply { needs_code, digits }))
+    Ok(Reply::Probe(ProbeReply {
+        needs_code,
+        digits,
+        grace: false,
+    }))
 }
 
 fn api(code: ErrorCode) -> Result<Reply, ClientError> {
@@ -270,7 +274,7 @@ fn nullok_skips_unenrolled_accounts_without_prompting() {
     let requests = agent.requests.borrow();
     assert!(matches!(
         requests.first(),
-        Some(Request::Probe { account, context })
+        Some(Request::Probe { account, context, .. })
             if account == "carol" && context.service.as_deref() == Some("sshd")
     ));
 }
@@ -541,15 +545,44 @@ fn probe_with_impossible_digits_is_nonsense() {
 }
 
 #[test]
-fn grace_is_announced_not_faked() {
+fn grace_granted_by_the_agent_skips_the_prompt() {
     let mut pam = ScriptedPam::new("alice").answering(CODE);
-    let agent = ScriptedAgent::replying(vec![accepted()]);
+    let agent = ScriptedAgent::replying(vec![Ok(Reply::Probe(ProbeReply {
+        needs_code: true,
+        digits: 6,
+        grace: true,
+    }))]);
     assert_eq!(run(&mut pam, &agent, &["grace=300"]), PamCode::Success);
-    // Still asked for a code.
+    assert!(pam.prompts.is_empty());
+    assert_eq!(agent.ops(), vec!["probe"]);
+    assert!(matches!(
+        agent.requests.borrow().first(),
+        Some(Request::Probe {
+            grace: Some(300),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn without_grace_from_the_agent_a_code_is_asked() {
+    let mut pam = ScriptedPam::new("alice").answering(CODE);
+    let agent = ScriptedAgent::replying(vec![probe(true, 6), accepted()]);
+    assert_eq!(run(&mut pam, &agent, &["grace=300"]), PamCode::Success);
     assert_eq!(pam.prompts.len(), 1);
-    let notices = pam.logged_at(LogLevel::Notice);
-    assert_eq!(notices.len(), 1);
-    assert!(notices[0].contains("grace=300") && notices[0].contains("not implemented"));
+    assert_eq!(agent.ops(), vec!["probe", "authenticate"]);
+    // An agent claiming grace for an account that needs no code is not believed.
+    let mut pam = ScriptedPam::new("alice").answering(CODE);
+    let agent = ScriptedAgent::replying(vec![
+        Ok(Reply::Probe(ProbeReply {
+            needs_code: false,
+            digits: 6,
+            grace: true,
+        })),
+        Err(ClientError::Api(ApiError::not_found("no profile"))),
+    ]);
+    assert_eq!(run(&mut pam, &agent, &["grace=300"]), PamCode::AuthErr);
+    assert_eq!(pam.prompts.len(), 1);
 }
 
 #[test]
