@@ -1,1 +1,2 @@
-//! End-to-end test helpers live in tests/common.
+//! End-to-end tests of pam-totp; the harness is tests/tests/common/mod.rs, one file per theme
+//! beside it. They need root and `scripts/install-test-deps.sh`; `make test` runs them.
