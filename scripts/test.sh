@@ -15,4 +15,12 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests drive the built binaries and the .so: build them first.
 cargo build --workspace
-cargo test --workspace
+# cargo prints one "test result" line per test binary, the last often a doc-test run of 0;
+# end with one total line so the outcome reads at a glance (and by CI).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { passed += $4; failed += $6 }
+     END { printf "total: %d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"
