@@ -55,6 +55,14 @@ impl CodeCheck {
     }
 }
 
+/// What an owner must show to change their own profile (admins never need a code).
+#[derive(Debug, Clone, Copy)]
+enum OwnerProof<'a> {
+    None,
+    /// A current or emergency code, as given (`None`: not given).
+    Code(Option<&'a SecretString>),
+}
+
 /// Why an owner's code check refused: the error, what to store, the audit label.
 type Refusal = Box<(ApiError, Change, &'static str)>;
 
@@ -533,52 +541,32 @@ impl Service {
         ))
     }
 
-    /// Runs an administrative change to an existing profile in one transaction.
+    /// An administrative change to an existing profile, stamped with `changed_at`.
     fn modify(
         &self,
         peer: Peer,
         account: &str,
         op: Op,
-        change: &dyn Fn(&mut ProfileRecord, i64),
+        change: &dyn Fn(&mut ProfileRecord),
     ) -> Result<Reply, ApiError> {
         let now = self.clock.now();
-        let mut outcome = Ok(());
-        let mut relation = Relation::Stranger;
-        let stored = self
-            .store
-            .transact(account, &mut |current| {
-                let mut event = self.event(peer, account, op, &LoginContext::default());
-                event.uid = current.map(|r| r.uid);
-                relation = self.relation(peer, account, current);
-                if !self.permits(relation, op) {
-                    outcome = Err(denied(op));
-                    event.result = "denied".into();
-                    return (Change::Keep, Some(event));
-                }
-                let Some(current) = current else {
-                    outcome = Err(not_enrolled(account));
-                    return (Change::Keep, None);
-                };
-                let mut record = current.clone();
-                change(&mut record, now);
+        let (stored, relation) =
+            self.change_profile(peer, account, op, OwnerProof::None, &|mut record| {
+                change(&mut record);
                 record.changed_at = now;
-                outcome = Ok(());
-                event.result = "success".into();
-                (Change::Save(Box::new(record)), Some(event))
-            })
-            .map_err(store_error)?;
-        outcome?;
+                Change::Save(Box::new(record))
+            })?;
         let record = stored.ok_or_else(|| not_enrolled(account))?;
         Ok(Reply::Profile(self.view(&record, relation)))
     }
 
     fn set_enabled(&self, peer: Peer, account: &str, enabled: bool) -> Result<Reply, ApiError> {
         let op = if enabled { Op::Enable } else { Op::Disable };
-        self.modify(peer, account, op, &|record, _| record.enabled = enabled)
+        self.modify(peer, account, op, &|record| record.enabled = enabled)
     }
 
     fn unlock(&self, peer: Peer, account: &str) -> Result<Reply, ApiError> {
-        self.modify(peer, account, Op::Unlock, &|record, _| {
+        self.modify(peer, account, Op::Unlock, &|record| {
             record.failed_attempts = 0;
             record.locked_until = None;
         })
@@ -587,18 +575,19 @@ impl Service {
     fn set_comment(&self, peer: Peer, account: &str, comment: String) -> Result<Reply, ApiError> {
         validate::comment(&comment)?;
         let comment = Some(comment).filter(|c| !c.is_empty());
-        self.modify(peer, account, Op::Set, &|record, _| {
+        self.modify(peer, account, Op::Set, &|record| {
             record.comment.clone_from(&comment);
         })
     }
 
-    /// For remove and codes: admins act directly; owners need a valid code.
-    fn owner_gated(
+    /// Applies `apply` to an existing profile in one transaction, after authorization and,
+    /// for owners where `proof` asks for it, a valid code. Audited either way.
+    fn change_profile(
         &self,
         peer: Peer,
         account: &str,
         op: Op,
-        code: Option<&SecretString>,
+        proof: OwnerProof<'_>,
         apply: &dyn Fn(ProfileRecord) -> Change,
     ) -> Result<(Option<ProfileRecord>, Relation), ApiError> {
         let now = self.clock.now();
@@ -619,7 +608,7 @@ impl Service {
                     outcome = Err(not_enrolled(account));
                     return (Change::Keep, None);
                 };
-                let record = if relation == Relation::Owner {
+                let record = if let (Relation::Owner, OwnerProof::Code(code)) = (relation, proof) {
                     match self.owner_code_check(current, code, op, now) {
                         Ok(checked) => checked,
                         Err(refusal) => {
@@ -647,7 +636,9 @@ impl Service {
         account: &str,
         code: Option<&SecretString>,
     ) -> Result<Reply, ApiError> {
-        self.owner_gated(peer, account, Op::Remove, code, &|_| Change::Delete)?;
+        self.change_profile(peer, account, Op::Remove, OwnerProof::Code(code), &|_| {
+            Change::Delete
+        })?;
         Ok(Reply::Removed {
             account: account.to_owned(),
         })
@@ -662,8 +653,9 @@ impl Service {
         let (plain, hashed) =
             secret::generate_emergency_codes().map_err(|e| ApiError::internal(e.to_string()))?;
         let now = self.clock.now();
+        let proof = OwnerProof::Code(code);
         let (stored, relation) =
-            self.owner_gated(peer, account, Op::Codes, code, &|mut record| {
+            self.change_profile(peer, account, Op::Codes, proof, &|mut record| {
                 record.emergency_codes.clone_from(&hashed);
                 record.changed_at = now;
                 Change::Save(Box::new(record))
