@@ -95,7 +95,7 @@ pub fn render(
         (_, other) => {
             return Err(ApiError::internal(format!(
                 "the agent sent an unexpected reply ({})",
-                reply_kind(&other)
+                other.kind()
             )))
         }
     }
@@ -112,18 +112,6 @@ fn status_line(view: &View, account: &str, profile: &ProfileView) -> String {
         View::Enable => format!("Profile for {account} enabled."),
         View::Unlock => format!("Profile for {account} unlocked."),
         _ => format!("Comment for {account} updated."),
-    }
-}
-
-fn reply_kind(reply: &Reply) -> &'static str {
-    match reply {
-        Reply::Probe(_) => "probe",
-        Reply::Authenticated(_) => "authenticated",
-        Reply::Enrolled(_) => "enrolled",
-        Reply::Profile(_) => "profile",
-        Reply::Profiles(_) => "profiles",
-        Reply::Removed { .. } => "removed",
-        Reply::Codes(_) => "codes",
     }
 }
 

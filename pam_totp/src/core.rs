@@ -414,15 +414,7 @@ impl<P: PamIo, A: Agent> Login<'_, P, A> {
     }
 
     fn unexpected(&mut self, reply: &Reply) -> PamCode {
-        let kind = match reply {
-            Reply::Probe(_) => "probe",
-            Reply::Authenticated(_) => "authenticated",
-            Reply::Enrolled(_) => "enrolled",
-            Reply::Profile(_) => "profile",
-            Reply::Profiles(_) => "profiles",
-            Reply::Removed { .. } => "removed",
-            Reply::Codes(_) => "codes",
-        };
+        let kind = reply.kind();
         self.fail(
             LogLevel::Err,
             PamCode::AuthInfoUnavail,

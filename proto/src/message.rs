@@ -186,6 +186,21 @@ pub enum Reply {
     Codes(CodesReply),
 }
 
+impl Reply {
+    /// The reply's kind as it appears on the wire, for messages about unexpected replies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Probe(_) => "probe",
+            Self::Authenticated(_) => "authenticated",
+            Self::Enrolled(_) => "enrolled",
+            Self::Profile(_) => "profile",
+            Self::Profiles(_) => "profiles",
+            Self::Removed { .. } => "removed",
+            Self::Codes(_) => "codes",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 // One response per connection: boxing the larger variant would buy nothing.
@@ -248,6 +263,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn reply_kind_matches_the_wire_tag() {
+        let reply = Reply::Removed {
+            account: "alice".into(),
+        };
+        let json = serde_json::to_value(&reply).unwrap_or_default();
+        assert_eq!(json["kind"], reply.kind());
     }
 
     #[test]
