@@ -3,7 +3,9 @@
 //! `runuser`) and independent codes (`oathtool`).
 //!
 //! Every resource a test creates is a guard that cleans up on drop: [`Agent`] (process, by
-//! pid, and its temp dir), [`TestUser`] (`userdel`), [`PamService`] (the /etc/pam.d file).
+//! pid, and its temp dir), [`TestUser`] (`userdel`), [`PamService`] (the /etc/pam.d file),
+//! [`sshd::Sshd`] (a private sshd, by pid) and [`sudo::SudoRule`] (an /etc/sudoers.d file).
+//! [`dialog`] types answers on a terminal (`expect`) for ssh and multi-prompt stacks.
 //! Names carry the test process id and a counter, so tests run in parallel threads safely,
 //! and leftovers of a crashed run are removed by the next one ([`setup`]).
 //!
@@ -11,6 +13,10 @@
 //! fail with a message saying so, they never skip silently.
 
 #![allow(dead_code)] // each test file uses a subset of the harness
+
+pub mod dialog;
+pub mod sshd;
+pub mod sudo;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Pid, User};
@@ -813,6 +819,42 @@ impl TestUser {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("useradd {name} keeps failing: {last}");
+    }
+}
+
+impl TestUser {
+    /// Gives the account a login shell (e.g. /bin/bash, for ssh's remote command).
+    pub fn set_shell(&self, shell: &str) {
+        self.modify("usermod", &["-s", shell, &self.name], None);
+    }
+
+    /// Sets the account's password (pam_unix), through chpasswd.
+    pub fn set_password(&self, password: &str) {
+        self.modify(
+            "chpasswd",
+            &[],
+            Some(&format!("{}:{password}\n", self.name)),
+        );
+    }
+
+    /// Runs an account tool under the accounts lock, retrying while /etc/passwd or
+    /// /etc/shadow is busy.
+    fn modify(&self, tool: &str, args: &[&str], input: Option<&str>) {
+        let _guard = lock(&ACCOUNTS_LOCK);
+        let mut last = String::new();
+        for _ in 0..50 {
+            let out = run(
+                Command::new(require_tool(tool)).args(args),
+                input,
+                PROCESS_LIMIT,
+            );
+            if out.code == 0 {
+                return;
+            }
+            last = out.output();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{tool} for {} keeps failing: {last}", self.name);
     }
 }
 
