@@ -31,36 +31,62 @@ impl Default for Config {
     }
 }
 
+/// Two limits on guessing. One source (a remote host, or a local caller) is blocked after a
+/// few failures, for a time that doubles with each further failure. The account as a whole is
+/// locked only after many more failures over all sources, so one attacker cannot cheaply lock
+/// the owner out from everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LockoutPolicy {
-    /// Consecutive failures that lock the account.
+    /// Consecutive failures, over all sources, that lock the account.
     pub threshold: u32,
-    /// First lock duration; each further failure doubles it.
+    /// First account lock; each further failure doubles it.
     pub base_seconds: u64,
-    /// Upper bound of a lock.
+    /// Upper bound of a lock or block.
     pub max_seconds: u64,
+    /// Failures from one source that block that source.
+    pub source_threshold: u32,
+    /// First block of a source; each further failure from it doubles it.
+    pub source_base_seconds: u64,
 }
 
 impl Default for LockoutPolicy {
     fn default() -> Self {
         Self {
-            threshold: 5,
+            threshold: 20,
             base_seconds: 30,
             max_seconds: 15 * 60,
+            source_threshold: 5,
+            source_base_seconds: 30,
         }
     }
 }
 
+/// `base`, doubled for every failure past `threshold`, capped at `max`; `None` below it.
+fn backoff(threshold: u32, base: u64, max: u64, failures: u32) -> Option<u64> {
+    let over = failures.checked_sub(threshold)?;
+    let factor = 1u64.checked_shl(over.min(63)).unwrap_or(u64::MAX);
+    Some(base.saturating_mul(factor).min(max))
+}
+
 impl LockoutPolicy {
-    /// Lock duration after `failures` consecutive failures, if any.
+    /// Account lock after `failures` consecutive failures, if any.
     pub fn lock_seconds(&self, failures: u32) -> Option<u64> {
-        let over = failures.checked_sub(self.threshold)?;
-        let factor = 1u64.checked_shl(over.min(63)).unwrap_or(u64::MAX);
-        Some(
-            self.base_seconds
-                .saturating_mul(factor)
-                .min(self.max_seconds),
+        backoff(
+            self.threshold,
+            self.base_seconds,
+            self.max_seconds,
+            failures,
+        )
+    }
+
+    /// Source block after `failures` failures from that source, if any.
+    pub fn block_seconds(&self, failures: u32) -> Option<u64> {
+        backoff(
+            self.source_threshold,
+            self.source_base_seconds,
+            self.max_seconds,
+            failures,
         )
     }
 }
@@ -108,11 +134,16 @@ impl Config {
             return Err(format!("window must be 0 to {MAX_WINDOW}"));
         }
         let lockout = &self.lockout;
-        if lockout.threshold == 0 {
-            return Err("lockout.threshold must be at least 1".into());
+        if lockout.threshold == 0 || lockout.source_threshold == 0 {
+            return Err("lockout.threshold and lockout.source_threshold must be at least 1".into());
         }
-        if lockout.base_seconds == 0 || lockout.max_seconds < lockout.base_seconds {
-            return Err("lockout needs 0 < base_seconds <= max_seconds".into());
+        for (name, base) in [
+            ("base_seconds", lockout.base_seconds),
+            ("source_base_seconds", lockout.source_base_seconds),
+        ] {
+            if base == 0 || lockout.max_seconds < base {
+                return Err(format!("lockout needs 0 < {name} <= max_seconds"));
+            }
         }
         if self.admin_group.as_deref() == Some("") {
             return Err("admin_group must not be empty".into());
@@ -130,17 +161,20 @@ mod tests {
         let config = Config::parse("").ok();
         assert_eq!(config, Some(Config::default()));
         let lockout = LockoutPolicy::default();
-        assert_eq!(lockout.lock_seconds(4), None);
-        assert_eq!(lockout.lock_seconds(5), Some(30));
-        assert_eq!(lockout.lock_seconds(6), Some(60));
-        assert_eq!(lockout.lock_seconds(9), Some(480));
-        assert_eq!(lockout.lock_seconds(10), Some(900));
-        assert_eq!(lockout.lock_seconds(500), Some(900));
+        assert_eq!(lockout.block_seconds(4), None);
+        assert_eq!(lockout.block_seconds(5), Some(30));
+        assert_eq!(lockout.block_seconds(6), Some(60));
+        assert_eq!(lockout.block_seconds(9), Some(480));
+        assert_eq!(lockout.block_seconds(10), Some(900));
+        assert_eq!(lockout.block_seconds(500), Some(900));
+        assert_eq!(lockout.lock_seconds(19), None);
+        assert_eq!(lockout.lock_seconds(20), Some(30));
+        assert_eq!(lockout.lock_seconds(21), Some(60));
     }
 
     #[test]
     fn parses_every_key_and_refuses_unknown_or_unsafe_ones() {
-        let text = "admin_group = \"totpadm\"\nself_enroll = false\nwindow = 2\n[lockout]\nthreshold = 3\nbase_seconds = 10\nmax_seconds = 60\n";
+        let text = "admin_group = \"totpadm\"\nself_enroll = false\nwindow = 2\n[lockout]\nthreshold = 3\nbase_seconds = 10\nmax_seconds = 60\nsource_threshold = 2\nsource_base_seconds = 5\n";
         let config = Config::parse(text).ok();
         assert_eq!(
             config,
@@ -151,7 +185,9 @@ mod tests {
                 lockout: LockoutPolicy {
                     threshold: 3,
                     base_seconds: 10,
-                    max_seconds: 60
+                    max_seconds: 60,
+                    source_threshold: 2,
+                    source_base_seconds: 5,
                 },
             })
         );
@@ -160,6 +196,8 @@ mod tests {
             "window = 11",
             "[lockout]\nthreshold = 0",
             "[lockout]\nbase_seconds = 100\nmax_seconds = 10",
+            "[lockout]\nsource_threshold = 0",
+            "[lockout]\nsource_base_seconds = 1000",
             "window = \"one\"",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad}");

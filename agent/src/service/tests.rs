@@ -5,7 +5,9 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::config::LockoutPolicy;
 use crate::store::SqliteStore;
+use crate::totp::{self, TotpParams};
 use pam_totp_proto::Algorithm;
+use pam_totp_proto::{AuthMethod, EnrollRequest, ErrorCode, ProbeReply, SecretString};
 use std::collections::HashMap;
 
 const ROOT: Peer = Peer { uid: 0, pid: 1 };
@@ -250,8 +252,24 @@ fn an_older_step_is_a_replay_even_when_the_clock_goes_back() {
     }
 }
 
+fn login_from(h: &Harness, peer: Peer, rhost: &str, code: &str) -> Result<Reply, ApiError> {
+    h.call(
+        peer,
+        Request::Authenticate {
+            account: "alice".into(),
+            code: code.into(),
+            context: LoginContext {
+                service: Some("sshd".into()),
+                rhost: Some(rhost.into()),
+                tty: Some("ssh".into()),
+                ruser: None,
+            },
+        },
+    )
+}
+
 #[test]
-fn lockout_grows_and_a_success_resets_it() {
+fn a_source_is_blocked_for_growing_times_and_a_success_resets_it() {
     let h = harness();
     let enrolled = h.active_alice();
     for _ in 0..4 {
@@ -260,26 +278,26 @@ fn lockout_grows_and_a_success_resets_it() {
             Some(ErrorCode::CodeRejected)
         );
     }
-    assert!(h.show("alice").locked_until.is_none());
-    // Fifth failure locks for 30 s.
+    // The fifth failure from this source blocks it for 30 s; the code is not even checked.
     assert_eq!(
         code_of(h.login(ROOT, "alice", "000001")),
         Some(ErrorCode::CodeRejected)
     );
-    let locked = h.login(ROOT, "alice", &h.code(&enrolled, 0)).unwrap_err();
-    assert_eq!(locked.code, ErrorCode::RateLimited);
-    assert_eq!(locked.retry_after, Some(30));
-    assert!(h.show("alice").locked_until.is_some());
-    // After it expires, one more failure locks for 60 s.
+    let blocked = h.login(ROOT, "alice", &h.code(&enrolled, 0)).unwrap_err();
+    assert_eq!(blocked.code, ErrorCode::RateLimited);
+    assert_eq!(blocked.retry_after, Some(30));
+    // After it expires, one more failure blocks it for 60 s.
     h.clock.advance(31);
     assert_eq!(
         code_of(h.login(ROOT, "alice", "000002")),
         Some(ErrorCode::CodeRejected)
     );
-    let locked = h.login(ROOT, "alice", "000003").unwrap_err();
-    assert_eq!(locked.retry_after, Some(60));
-    assert_eq!(h.show("alice").failed_attempts, 6);
-    // Unlock (admin) clears; a success resets the counter.
+    let blocked = h.login(ROOT, "alice", "000003").unwrap_err();
+    assert_eq!(blocked.retry_after, Some(60));
+    // The account counts every failure but is not locked yet (threshold 20).
+    let view = h.show("alice");
+    assert_eq!((view.failed_attempts, view.locked_until), (6, None));
+    // Unlock (admin) clears the sources too; a success resets the account counter.
     assert!(h
         .call(
             ROOT,
@@ -289,8 +307,95 @@ fn lockout_grows_and_a_success_resets_it() {
         )
         .is_ok());
     assert!(h.login(ROOT, "alice", &h.code(&enrolled, 0)).is_ok());
-    let view = h.show("alice");
-    assert_eq!((view.failed_attempts, view.locked_until), (0, None));
+    assert_eq!(h.show("alice").failed_attempts, 0);
+}
+
+#[test]
+fn one_blocked_source_does_not_lock_the_owner_out_elsewhere() {
+    let h = harness();
+    let enrolled = h.active_alice();
+    for _ in 0..5 {
+        let _ = login_from(&h, ROOT, "203.0.113.66", "000000");
+    }
+    let attacker = login_from(&h, ROOT, "203.0.113.66", &h.code(&enrolled, 0));
+    assert_eq!(code_of(attacker), Some(ErrorCode::RateLimited));
+    // The owner, elsewhere, gets in; the attacker's source stays blocked.
+    assert!(login_from(&h, ROOT, "198.51.100.20", &h.code(&enrolled, 0)).is_ok());
+    assert_eq!(
+        code_of(login_from(&h, ROOT, "203.0.113.66", &h.code(&enrolled, 1))),
+        Some(ErrorCode::RateLimited)
+    );
+    assert_eq!(h.show("alice").locked_until, None);
+}
+
+#[test]
+fn failures_from_many_sources_lock_the_account_for_everyone() {
+    let h = harness_with(Config {
+        lockout: LockoutPolicy {
+            threshold: 6,
+            source_threshold: 3,
+            ..LockoutPolicy::default()
+        },
+        ..Config::default()
+    });
+    let enrolled = h.active_alice();
+    for rhost in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        for _ in 0..2 {
+            assert_eq!(
+                code_of(login_from(&h, ROOT, rhost, "000000")),
+                Some(ErrorCode::CodeRejected)
+            );
+        }
+    }
+    let locked = login_from(&h, ROOT, "198.51.100.20", &h.code(&enrolled, 0)).unwrap_err();
+    assert_eq!(
+        (locked.code, locked.retry_after),
+        (ErrorCode::RateLimited, Some(30))
+    );
+    assert!(h.show("alice").locked_until.is_some());
+}
+
+#[test]
+fn a_local_caller_is_its_own_source_whatever_rhost_it_claims() {
+    let h = harness();
+    let enrolled = h.active_alice();
+    for claimed in [
+        "192.0.2.1",
+        "192.0.2.2",
+        "192.0.2.3",
+        "192.0.2.4",
+        "192.0.2.5",
+    ] {
+        assert_eq!(
+            code_of(login_from(&h, ALICE, claimed, "000000")),
+            Some(ErrorCode::CodeRejected)
+        );
+    }
+    assert_eq!(
+        code_of(login_from(&h, ALICE, "192.0.2.99", &h.code(&enrolled, 0))),
+        Some(ErrorCode::RateLimited)
+    );
+    // Root's logins (sshd) from a real remote host are not affected.
+    assert!(login_from(&h, ROOT, "192.0.2.99", &h.code(&enrolled, 0)).is_ok());
+}
+
+#[test]
+fn source_identity() {
+    let context = |rhost: Option<&str>, ruser: Option<&str>| LoginContext {
+        rhost: rhost.map(str::to_owned),
+        ruser: ruser.map(str::to_owned),
+        ..LoginContext::default()
+    };
+    assert_eq!(
+        codes::source_of(ROOT, &context(Some("h"), Some("u"))),
+        "rhost:h"
+    );
+    assert_eq!(
+        codes::source_of(ROOT, &context(Some(""), Some("u"))),
+        "ruser:u"
+    );
+    assert_eq!(codes::source_of(ROOT, &context(None, None)), "local");
+    assert_eq!(codes::source_of(BOB, &context(Some("h"), None)), "uid:1001");
 }
 
 #[test]
@@ -300,6 +405,7 @@ fn lockout_is_capped() {
             threshold: 1,
             base_seconds: 600,
             max_seconds: 900,
+            ..LockoutPolicy::default()
         },
         ..Config::default()
     });
@@ -717,7 +823,14 @@ fn grace_applies_only_to_the_same_place_within_the_window() {
 
 #[test]
 fn no_grace_when_locked_disabled_or_replaced() {
-    let h = harness();
+    // An account lock (not just one blocked source) takes grace away.
+    let h = harness_with(Config {
+        lockout: LockoutPolicy {
+            threshold: 5,
+            ..LockoutPolicy::default()
+        },
+        ..Config::default()
+    });
     let enrolled = h.active_alice();
     let sudo = LoginContext {
         service: Some("sudo".into()),

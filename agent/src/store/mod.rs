@@ -72,6 +72,44 @@ pub enum Change {
     Delete,
 }
 
+/// Failures of one account from one source (a remote host, or a local caller), counted apart
+/// from the account's own counter so one attacker is throttled before the owner is locked out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub failures: u32,
+    pub blocked_until: Option<i64>,
+    pub last_failure_at: i64,
+}
+
+impl SourceRecord {
+    /// A record with nothing to remember: stored as no row at all.
+    pub fn is_clear(&self) -> bool {
+        self.failures == 0 && self.blocked_until.is_none()
+    }
+}
+
+/// Everything one transaction decides.
+#[derive(Debug)]
+pub struct Outcome {
+    pub change: Change,
+    /// The attempt's source afterwards (`None`: untouched).
+    pub source: Option<SourceRecord>,
+    /// Forget every source of the account (unlock).
+    pub clear_sources: bool,
+    pub audit: Option<AuditEvent>,
+}
+
+impl Outcome {
+    pub fn new(change: Change, audit: Option<AuditEvent>) -> Self {
+        Self {
+            change,
+            source: None,
+            clear_sources: false,
+            audit,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot record state: {0}")]
@@ -82,16 +120,20 @@ pub enum StoreError {
     Schema(String),
 }
 
-pub type Decision<'a> = dyn FnMut(Option<&ProfileRecord>) -> (Change, Option<AuditEvent>) + 'a;
+/// Decides a transaction from the account's profile and, when the transaction names a source,
+/// that source's record (a clear one when it has none).
+pub type Decision<'a> = dyn FnMut(Option<&ProfileRecord>, Option<&SourceRecord>) -> Outcome + 'a;
 
 pub trait Store: Send + Sync {
     fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError>;
     fn list(&self) -> Result<Vec<ProfileRecord>, StoreError>;
-    /// Reads the account's record, lets `decide` choose a change and an audit event, and
-    /// applies both in one exclusive transaction. Returns the record as stored afterwards.
+    /// Reads the account's record (and `source`'s, if given), lets `decide` choose the
+    /// outcome, and applies all of it in one exclusive transaction. Returns the profile as
+    /// stored afterwards. Replacing or deleting a profile forgets its sources.
     fn transact(
         &self,
         account: &str,
+        source: Option<&str>,
         decide: &mut Decision<'_>,
     ) -> Result<Option<ProfileRecord>, StoreError>;
     /// Records an event outside any change (e.g. a refused request).

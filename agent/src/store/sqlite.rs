@@ -1,7 +1,9 @@
 //! The SQLite store: one row per profile, an audit table, WAL with full sync so an
 //! acknowledged login or enrollment survives a crash.
 
-use super::{AuditEvent, Change, Decision, LoginPlace, ProfileRecord, Store, StoreError};
+use super::{
+    AuditEvent, Change, Decision, LoginPlace, ProfileRecord, SourceRecord, Store, StoreError,
+};
 use pam_totp_proto::Algorithm;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use std::path::Path;
@@ -10,7 +12,8 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Ordered migrations; `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE profiles (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         account TEXT NOT NULL UNIQUE,
@@ -46,7 +49,22 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX audit_by_account ON audit (account, at);
     CREATE INDEX audit_by_time ON audit (at);
-"];
+",
+    "
+    CREATE TABLE source_failures (
+        account TEXT NOT NULL,
+        source TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        blocked_until INTEGER,
+        last_failure_at INTEGER NOT NULL,
+        PRIMARY KEY (account, source)
+    ) WITHOUT ROWID;
+",
+];
+
+/// A source's failures are forgotten a day after its last one, once it is not blocked:
+/// enough to throttle an attacker, and it bounds the table when addresses rotate.
+const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
 
 const PROFILE_COLUMNS: &str = "id, account, uid, secret, algorithm, digits, period, issuer, \
      comment, created_at, changed_at, verified_at, last_used_at, enabled, last_step, \
@@ -214,6 +232,69 @@ fn save(tx: &Transaction<'_>, record: &mut ProfileRecord) -> rusqlite::Result<()
     Ok(())
 }
 
+fn load_source(
+    connection: &Connection,
+    account: &str,
+    source: &str,
+) -> Result<SourceRecord, StoreError> {
+    connection
+        .query_row(
+            "SELECT failures, blocked_until, last_failure_at FROM source_failures \
+             WHERE account = ?1 AND source = ?2",
+            [account, source],
+            |row| {
+                Ok(SourceRecord {
+                    failures: row.get(0)?,
+                    blocked_until: row.get(1)?,
+                    last_failure_at: row.get(2)?,
+                })
+            },
+        )
+        .optional()
+        .map(Option::unwrap_or_default)
+        .map_err(read_error)
+}
+
+fn save_source(
+    tx: &Transaction<'_>,
+    account: &str,
+    source: &str,
+    record: &SourceRecord,
+) -> rusqlite::Result<()> {
+    if record.is_clear() {
+        tx.execute(
+            "DELETE FROM source_failures WHERE account = ?1 AND source = ?2",
+            [account, source],
+        )?;
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO source_failures (account, source, failures, blocked_until, last_failure_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account, source) DO UPDATE SET \
+         failures = excluded.failures, blocked_until = excluded.blocked_until, \
+         last_failure_at = excluded.last_failure_at",
+        params![
+            account,
+            source,
+            record.failures,
+            record.blocked_until,
+            record.last_failure_at
+        ],
+    )?;
+    let horizon = record.last_failure_at - SOURCE_RETENTION_SECONDS;
+    tx.execute(
+        "DELETE FROM source_failures WHERE account = ?1 AND last_failure_at < ?2 \
+         AND (blocked_until IS NULL OR blocked_until < ?3)",
+        params![account, horizon, record.last_failure_at],
+    )?;
+    Ok(())
+}
+
+fn clear_sources(tx: &Transaction<'_>, account: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM source_failures WHERE account = ?1", [account])?;
+    Ok(())
+}
+
 fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result<()> {
     connection.execute(
         "INSERT INTO audit (at, account, uid, op, result, service, rhost, tty, caller_uid, \
@@ -255,6 +336,7 @@ impl Store for SqliteStore {
     fn transact(
         &self,
         account: &str,
+        source: Option<&str>,
         decide: &mut Decision<'_>,
     ) -> Result<Option<ProfileRecord>, StoreError> {
         let mut connection = self.lock();
@@ -264,20 +346,32 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(write_error)?;
         let current = load(&tx, account)?;
-        let (change, audit) = decide(current.as_ref());
-        let stored = match change {
+        let source_record = match source {
+            Some(source) => Some(load_source(&tx, account, source)?),
+            None => None,
+        };
+        let outcome = decide(current.as_ref(), source_record.as_ref());
+        let mut forget_sources = outcome.clear_sources;
+        let stored = match outcome.change {
             Change::Keep => current,
             Change::Save(mut record) => {
+                forget_sources |= record.id == 0;
                 save(&tx, &mut record).map_err(write_error)?;
                 Some(*record)
             }
             Change::Delete => {
+                forget_sources = true;
                 tx.execute("DELETE FROM profiles WHERE account = ?1", [account])
                     .map_err(write_error)?;
                 None
             }
         };
-        if let Some(event) = audit {
+        if forget_sources {
+            clear_sources(&tx, account).map_err(write_error)?;
+        } else if let (Some(source), Some(record)) = (source, outcome.source) {
+            save_source(&tx, account, source, &record).map_err(write_error)?;
+        }
+        if let Some(event) = outcome.audit {
             insert_audit(&tx, &event).map_err(write_error)?;
         }
         tx.commit().map_err(write_error)?;
@@ -309,6 +403,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Outcome;
 
     fn record(account: &str) -> ProfileRecord {
         ProfileRecord {
@@ -347,8 +442,8 @@ mod tests {
         let account = rec.account.clone();
         let mut pending = Some(rec);
         store
-            .transact(&account, &mut |_| {
-                (
+            .transact(&account, None, &mut |_, _| {
+                Outcome::new(
                     pending
                         .take()
                         .map_or(Change::Keep, |r| Change::Save(Box::new(r))),
@@ -382,7 +477,7 @@ mod tests {
         let second = save_record(&store, record("bob")).map(|r| r.id);
         assert_ne!(first, second);
         assert_eq!(store.list().map(|l| l.len()).ok(), Some(1));
-        let gone = store.transact("bob", &mut |_| (Change::Delete, None));
+        let gone = store.transact("bob", None, &mut |_, _| Outcome::new(Change::Delete, None));
         assert!(matches!(gone, Ok(None)));
         assert_eq!(store.get("bob").ok().flatten(), None);
     }
@@ -399,7 +494,10 @@ mod tests {
         };
         let mut once = Some(event);
         assert!(store
-            .transact("carol", &mut |_| (Change::Keep, once.take()))
+            .transact("carol", None, &mut |_, _| Outcome::new(
+                Change::Keep,
+                once.take()
+            ))
             .is_ok());
         drop(store);
         let Ok(connection) = Connection::open(dir.path().join("db.sqlite3")) else {
@@ -432,6 +530,76 @@ mod tests {
                 .and_then(|s| s.integrity_check().ok())
                 .as_deref(),
             Some("ok")
+        );
+    }
+
+    fn set_source(store: &SqliteStore, account: &str, source: &str, record: SourceRecord) {
+        assert!(store
+            .transact(account, Some(source), &mut |_, _| Outcome {
+                source: Some(record),
+                ..Outcome::new(Change::Keep, None)
+            })
+            .is_ok());
+    }
+
+    fn source_of(store: &SqliteStore, account: &str, source: &str) -> Option<SourceRecord> {
+        let mut seen = None;
+        let _ = store.transact(account, Some(source), &mut |_, record| {
+            seen = record.copied();
+            Outcome::new(Change::Keep, None)
+        });
+        seen
+    }
+
+    #[test]
+    fn sources_are_kept_cleared_pruned_and_forgotten_with_the_profile() {
+        let (_dir, store) = open();
+        assert!(save_record(&store, record("erin")).is_some());
+        let blocked = SourceRecord {
+            failures: 5,
+            blocked_until: Some(1_000_030),
+            last_failure_at: 1_000_000,
+        };
+        set_source(&store, "erin", "rhost:198.51.100.7", blocked);
+        assert_eq!(
+            source_of(&store, "erin", "rhost:198.51.100.7"),
+            Some(blocked)
+        );
+        // An unknown source reads as clear.
+        assert_eq!(
+            source_of(&store, "erin", "rhost:203.0.113.9"),
+            Some(SourceRecord::default())
+        );
+        // A day later, another source's failure prunes the stale, unblocked one...
+        let stale = SourceRecord {
+            failures: 2,
+            blocked_until: None,
+            last_failure_at: 1_000_000,
+        };
+        set_source(&store, "erin", "uid:1000", stale);
+        let later = SourceRecord {
+            failures: 1,
+            blocked_until: None,
+            last_failure_at: 1_000_000 + SOURCE_RETENTION_SECONDS + 60,
+        };
+        set_source(&store, "erin", "local", later);
+        assert_eq!(
+            source_of(&store, "erin", "uid:1000"),
+            Some(SourceRecord::default())
+        );
+        assert_eq!(source_of(&store, "erin", "local"), Some(later));
+        // ... and a clear record deletes the row.
+        set_source(&store, "erin", "local", SourceRecord::default());
+        assert_eq!(
+            source_of(&store, "erin", "local"),
+            Some(SourceRecord::default())
+        );
+        // Replacing the profile forgets every source.
+        set_source(&store, "erin", "local", later);
+        assert!(save_record(&store, record("erin")).is_some());
+        assert_eq!(
+            source_of(&store, "erin", "local"),
+            Some(SourceRecord::default())
         );
     }
 

@@ -1,0 +1,276 @@
+//! Checking codes: TOTP steps, replay, emergency codes, and the two failure limits (the
+//! attempt's source, and the account).
+
+use super::{denied, not_enrolled, Service, Verdict};
+use crate::authz::{Op, Peer, Relation};
+use crate::secret;
+use crate::store::{Change, ProfileRecord, SourceRecord};
+use crate::totp::{self, TotpParams};
+use pam_totp_proto::validate::{self, EMERGENCY_CODE_DIGITS};
+use pam_totp_proto::{ApiError, AuthMethod, ErrorCode, LoginContext, ProfileView, SecretString};
+
+/// The result of checking a code (the records are updated to match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CodeCheck {
+    Accepted(AuthMethod),
+    /// A correct code of a step already used: refused, and not counted as a guess.
+    Replayed,
+    Wrong,
+    /// The account is locked, or this source is blocked: the code was not looked at.
+    Locked {
+        retry_after: u64,
+    },
+}
+
+impl CodeCheck {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Accepted(AuthMethod::Totp) => "success",
+            Self::Accepted(AuthMethod::EmergencyCode) => "emergency_code",
+            Self::Replayed => "replay",
+            Self::Wrong => "wrong_code",
+            Self::Locked { .. } => "locked",
+        }
+    }
+
+    fn into_result(self) -> Result<AuthMethod, ApiError> {
+        match self {
+            Self::Accepted(method) => Ok(method),
+            Self::Replayed | Self::Wrong => Err(ApiError::code_rejected()),
+            Self::Locked { retry_after } => Err(ApiError::rate_limited(retry_after)),
+        }
+    }
+}
+
+fn until(now: i64, seconds: u64) -> i64 {
+    now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX))
+}
+
+fn retry_after(until: i64, now: i64) -> u64 {
+    u64::try_from(until - now).unwrap_or(1).max(1)
+}
+
+/// Where an attempt comes from. Only a root caller's PAM items are trusted (sshd, sudo and
+/// su set them); any other caller could write anything there, so it is its own source.
+pub(super) fn source_of(peer: Peer, context: &LoginContext) -> String {
+    let item = |value: &Option<String>| {
+        value
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    if peer.uid != 0 {
+        return format!("uid:{}", peer.uid);
+    }
+    if let Some(rhost) = item(&context.rhost) {
+        format!("rhost:{rhost}")
+    } else if let Some(ruser) = item(&context.ruser) {
+        format!("ruser:{ruser}")
+    } else {
+        "local".to_owned()
+    }
+}
+
+/// The verdict of a finished check: a counted failure or a success stores the updated
+/// records; a replay or a lock stores nothing.
+fn verdict_of(
+    check: CodeCheck,
+    record: ProfileRecord,
+    source: SourceRecord,
+) -> Verdict<AuthMethod> {
+    let stores = matches!(check, CodeCheck::Accepted(_) | CodeCheck::Wrong);
+    Verdict {
+        result: check.into_result(),
+        change: if stores {
+            Change::Save(Box::new(record))
+        } else {
+            Change::Keep
+        },
+        source: stores.then_some(source),
+        clear_sources: false,
+        label: check.label(),
+    }
+}
+
+impl Service {
+    /// Checks a code, updating the profile and the source in place. While the account is
+    /// locked or the source blocked, the code is not even looked at.
+    pub(super) fn check_code(
+        &self,
+        record: &mut ProfileRecord,
+        source: &mut SourceRecord,
+        code: &str,
+        now: i64,
+    ) -> CodeCheck {
+        let lock = [record.locked_until, source.blocked_until]
+            .into_iter()
+            .flatten()
+            .filter(|until| *until > now)
+            .max();
+        if let Some(until) = lock {
+            return CodeCheck::Locked {
+                retry_after: retry_after(until, now),
+            };
+        }
+        let params = TotpParams {
+            algorithm: record.algorithm,
+            digits: record.digits,
+            period: record.period,
+        };
+        let method =
+            match totp::matching_step(&record.secret, params, code, now, self.config.window) {
+                Some(step) if record.last_step.is_some_and(|last| step <= last) => {
+                    return CodeCheck::Replayed
+                }
+                Some(step) => {
+                    record.last_step = Some(step);
+                    AuthMethod::Totp
+                }
+                None => {
+                    let emergency = (record.verified() && code.len() == EMERGENCY_CODE_DIGITS)
+                        .then(|| secret::find_emergency_code(&record.emergency_codes, code))
+                        .flatten();
+                    let Some(index) = emergency else {
+                        self.count_failure(record, source, now);
+                        return CodeCheck::Wrong;
+                    };
+                    record.emergency_codes.remove(index);
+                    AuthMethod::EmergencyCode
+                }
+            };
+        record.failed_attempts = 0;
+        record.locked_until = None;
+        record.last_used_at = Some(now);
+        if record.verified_at.is_none() {
+            record.verified_at = Some(now);
+            record.changed_at = now;
+        }
+        *source = SourceRecord::default();
+        CodeCheck::Accepted(method)
+    }
+
+    fn count_failure(&self, record: &mut ProfileRecord, source: &mut SourceRecord, now: i64) {
+        let policy = &self.config.lockout;
+        record.failed_attempts = record.failed_attempts.saturating_add(1);
+        if let Some(seconds) = policy.lock_seconds(record.failed_attempts) {
+            record.locked_until = Some(until(now, seconds));
+        }
+        source.failures = source.failures.saturating_add(1);
+        source.last_failure_at = now;
+        if let Some(seconds) = policy.block_seconds(source.failures) {
+            source.blocked_until = Some(until(now, seconds));
+        }
+    }
+
+    /// `authenticate` (PAM) and `verify` (CLI): check and consume a code.
+    pub(super) fn check(
+        &self,
+        peer: Peer,
+        op: Op,
+        account: &str,
+        code: &SecretString,
+        context: &LoginContext,
+    ) -> Result<(AuthMethod, ProfileView), ApiError> {
+        let now = self.clock.now();
+        let source = source_of(peer, context);
+        let done = self.transact(
+            peer,
+            account,
+            op,
+            context,
+            Some(&source),
+            &mut |relation, current, source_record| {
+                self.decide_check(
+                    op,
+                    relation,
+                    account,
+                    current,
+                    source_record,
+                    code.expose(),
+                    now,
+                )
+            },
+        )?;
+        let view = done
+            .stored
+            .as_ref()
+            .map(|record| self.view(record, done.relation))
+            .ok_or_else(|| not_enrolled(account))?;
+        Ok((done.value, view))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide_check(
+        &self,
+        op: Op,
+        relation: Relation,
+        account: &str,
+        current: Option<&ProfileRecord>,
+        source: Option<&SourceRecord>,
+        code: &str,
+        now: i64,
+    ) -> Verdict<AuthMethod> {
+        if !self.permits(relation, op) {
+            return Verdict::refuse(denied(op), "denied");
+        }
+        if let Err(error) = validate::code(code) {
+            return Verdict::refuse(error, "malformed_code");
+        }
+        let Some(current) = current else {
+            return Verdict::refuse(not_enrolled(account), "not_enrolled");
+        };
+        if op == Op::Authenticate && !current.verified() {
+            let error = ApiError::not_found(format!(
+                "the profile of '{account}' is not verified yet: run 'pam-totp verify'"
+            ));
+            return Verdict::refuse(error, "not_enrolled");
+        }
+        if !current.enabled {
+            let error = ApiError::new(
+                ErrorCode::FailedPrecondition,
+                format!("the profile of '{account}' is disabled"),
+            );
+            return Verdict::refuse(error, "disabled");
+        }
+        let mut record = current.clone();
+        let mut source = source.copied().unwrap_or_default();
+        let check = self.check_code(&mut record, &mut source, code, now);
+        verdict_of(check, record, source)
+    }
+
+    /// An owner's code check for remove, codes and replacing an active profile: the checked
+    /// profile and source on success, else the refusal to store. Failures count like logins.
+    pub(super) fn owner_code_check(
+        &self,
+        record: &ProfileRecord,
+        source: Option<&SourceRecord>,
+        code: Option<&SecretString>,
+        op: Op,
+        now: i64,
+    ) -> Result<(ProfileRecord, SourceRecord), Box<Verdict<()>>> {
+        let Some(code) = code else {
+            let error = ApiError::permission_denied(format!(
+                "to {} your own profile, give a current or emergency code with --code",
+                op.as_str()
+            ))
+            .with_target("code");
+            return Err(Box::new(Verdict::refuse(error, "denied")));
+        };
+        if let Err(error) = validate::code(code.expose()) {
+            return Err(Box::new(Verdict::refuse(error, "malformed_code")));
+        }
+        if !record.enabled {
+            let error = ApiError::new(
+                ErrorCode::FailedPrecondition,
+                "the profile is disabled: ask an administrator",
+            );
+            return Err(Box::new(Verdict::refuse(error, "disabled")));
+        }
+        let mut checked = record.clone();
+        let mut source = source.copied().unwrap_or_default();
+        match self.check_code(&mut checked, &mut source, code.expose(), now) {
+            CodeCheck::Accepted(_) => Ok((checked, source)),
+            check => Err(Box::new(verdict_of(check, checked, source).map(|_| ()))),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! `enroll`: a new pending profile with a fresh secret and emergency codes.
+
+use super::codes::source_of;
+use super::{denied, Service, Verdict};
+use crate::authz::{Op, Peer, Relation};
+use crate::secret;
+use crate::store::{Change, ProfileRecord, SourceRecord};
+use pam_totp_proto::validate;
+use pam_totp_proto::{
+    ApiError, EnrollReply, EnrollRequest, ErrorCode, LoginContext, Reply, SecretString,
+};
+
+impl Service {
+    pub(super) fn enroll(&self, peer: Peer, request: EnrollRequest) -> Result<Reply, ApiError> {
+        validate::digits(request.digits)?;
+        validate::period(request.period)?;
+        if let Some(comment) = &request.comment {
+            validate::comment(comment)?;
+        }
+        if let Some(issuer) = &request.issuer {
+            validate::issuer(issuer)?;
+        }
+        let account = request.account.as_str();
+        let Some(uid) = self.directory.uid_of(account) else {
+            return Err(
+                ApiError::not_found(format!("no such account: '{account}'")).with_target("account")
+            );
+        };
+        let secret = secret::generate_secret().map_err(|e| ApiError::internal(e.to_string()))?;
+        let (codes, hashed_codes) =
+            secret::generate_emergency_codes().map_err(|e| ApiError::internal(e.to_string()))?;
+        let now = self.clock.now();
+        let issuer = request.issuer.clone().unwrap_or_else(|| self.host.clone());
+        let fresh = ProfileRecord {
+            id: 0,
+            account: account.to_owned(),
+            uid,
+            secret: secret.clone(),
+            algorithm: request.algorithm,
+            digits: request.digits,
+            period: request.period,
+            issuer: issuer.clone(),
+            comment: request.comment.clone().filter(|c| !c.is_empty()),
+            created_at: now,
+            changed_at: now,
+            verified_at: None,
+            last_used_at: None,
+            enabled: true,
+            last_step: None,
+            failed_attempts: 0,
+            locked_until: None,
+            emergency_codes: hashed_codes,
+        };
+        let context = LoginContext::default();
+        let source = source_of(peer, &context);
+        let done = self.transact(
+            peer,
+            account,
+            Op::Enroll,
+            &context,
+            Some(&source),
+            &mut |relation, current, source_record| {
+                self.decide_enroll(relation, &request, current, source_record, &fresh, now)
+            },
+        )?;
+        let record = done
+            .stored
+            .ok_or_else(|| ApiError::internal("enrollment was not stored"))?;
+        let secret_b32 = secret::to_base32(&secret);
+        let uri = otpauth_uri(&issuer, account, &self.host, &secret_b32, &record);
+        Ok(Reply::Enrolled(EnrollReply {
+            secret: secret_b32,
+            otpauth_uri: uri,
+            emergency_codes: codes,
+            profile: self.view(&record, done.relation),
+        }))
+    }
+
+    fn decide_enroll(
+        &self,
+        relation: Relation,
+        request: &EnrollRequest,
+        current: Option<&ProfileRecord>,
+        source: Option<&SourceRecord>,
+        fresh: &ProfileRecord,
+        now: i64,
+    ) -> Verdict<()> {
+        if !self.permits(relation, Op::Enroll) {
+            let error = if relation == Relation::Owner {
+                ApiError::permission_denied("self-enrollment is disabled by the administrator")
+            } else {
+                denied(Op::Enroll)
+            };
+            return Verdict::refuse(error, "denied");
+        }
+        let save_fresh = || Change::Save(Box::new(fresh.clone()));
+        let Some(current) = current else {
+            return Verdict::accept((), save_fresh(), "enrolled");
+        };
+        if !request.replace {
+            let error = ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "account '{}' already has a TOTP profile: use --replace",
+                    request.account
+                ),
+            )
+            .with_target("account");
+            return Verdict::refuse(error, "exists");
+        }
+        if relation == Relation::Owner && current.verified() {
+            let proof =
+                self.owner_code_check(current, source, request.code.as_ref(), Op::Enroll, now);
+            if let Err(refusal) = proof {
+                return *refusal;
+            }
+        }
+        Verdict::accept((), save_fresh(), "replaced")
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The Key URI that authenticator apps scan: label `issuer:account@host`.
+fn otpauth_uri(
+    issuer: &str,
+    account: &str,
+    host: &str,
+    secret: &SecretString,
+    record: &ProfileRecord,
+) -> SecretString {
+    SecretString::new(format!(
+        "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm={}&digits={}&period={}",
+        percent_encode(issuer),
+        percent_encode(&format!("{account}@{host}")),
+        secret.expose(),
+        percent_encode(issuer),
+        record.algorithm,
+        record.digits,
+        record.period
+    ))
+}

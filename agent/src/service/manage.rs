@@ -1,0 +1,179 @@
+//! Reading and administering profiles: show, list, disable/enable, unlock, comments, removal
+//! and new emergency codes.
+
+use super::codes::source_of;
+use super::{denied, not_enrolled, store_error, Done, Service, Verdict};
+use crate::authz::{Op, Peer, Relation};
+use crate::secret;
+use crate::store::{Change, ProfileRecord};
+use pam_totp_proto::validate;
+use pam_totp_proto::{ApiError, CodesReply, LoginContext, Reply, SecretString};
+
+/// What an owner must show to change their own profile (admins never need a code).
+#[derive(Debug, Clone, Copy)]
+enum OwnerProof<'a> {
+    None,
+    /// A current or emergency code, as given (`None`: not given).
+    Code(Option<&'a SecretString>),
+}
+
+impl Service {
+    pub(super) fn show(&self, peer: Peer, account: &str) -> Result<Reply, ApiError> {
+        let record = self.store.get(account).map_err(store_error)?;
+        let relation = self.relation(peer, account, record.as_ref());
+        if !self.permits(relation, Op::Show) {
+            return Err(denied(Op::Show));
+        }
+        let record = record.ok_or_else(|| not_enrolled(account))?;
+        Ok(Reply::Profile(self.view(&record, relation)))
+    }
+
+    pub(super) fn list(&self, peer: Peer) -> Result<Reply, ApiError> {
+        if !self.is_admin(peer.uid) {
+            return Err(ApiError::permission_denied(
+                "permission denied: only administrators may list profiles",
+            ));
+        }
+        let records = self.store.list().map_err(store_error)?;
+        Ok(Reply::Profiles(
+            records
+                .iter()
+                .map(|record| self.view(record, Relation::Admin))
+                .collect(),
+        ))
+    }
+
+    /// An administrative change to an existing profile, stamped with `changed_at`.
+    fn modify(
+        &self,
+        peer: Peer,
+        account: &str,
+        op: Op,
+        clear_sources: bool,
+        change: &dyn Fn(&mut ProfileRecord),
+    ) -> Result<Reply, ApiError> {
+        let now = self.clock.now();
+        let done =
+            self.change_profile(peer, account, op, OwnerProof::None, &mut |mut record| {
+                change(&mut record);
+                record.changed_at = now;
+                (Change::Save(Box::new(record)), clear_sources)
+            })?;
+        let record = done.stored.ok_or_else(|| not_enrolled(account))?;
+        Ok(Reply::Profile(self.view(&record, done.relation)))
+    }
+
+    pub(super) fn set_enabled(
+        &self,
+        peer: Peer,
+        account: &str,
+        enabled: bool,
+    ) -> Result<Reply, ApiError> {
+        let op = if enabled { Op::Enable } else { Op::Disable };
+        self.modify(peer, account, op, false, &|record| record.enabled = enabled)
+    }
+
+    /// Clears the account's lock and every source's block.
+    pub(super) fn unlock(&self, peer: Peer, account: &str) -> Result<Reply, ApiError> {
+        self.modify(peer, account, Op::Unlock, true, &|record| {
+            record.failed_attempts = 0;
+            record.locked_until = None;
+        })
+    }
+
+    pub(super) fn set_comment(
+        &self,
+        peer: Peer,
+        account: &str,
+        comment: String,
+    ) -> Result<Reply, ApiError> {
+        validate::comment(&comment)?;
+        let comment = Some(comment).filter(|c| !c.is_empty());
+        self.modify(peer, account, Op::Set, false, &|record| {
+            record.comment.clone_from(&comment);
+        })
+    }
+
+    /// Applies `apply` to an existing profile in one transaction, after authorization and,
+    /// for owners where `proof` asks for it, a valid code. `apply` also says whether to
+    /// forget the account's sources. Audited either way.
+    fn change_profile(
+        &self,
+        peer: Peer,
+        account: &str,
+        op: Op,
+        proof: OwnerProof<'_>,
+        apply: &mut dyn FnMut(ProfileRecord) -> (Change, bool),
+    ) -> Result<Done<()>, ApiError> {
+        let now = self.clock.now();
+        let context = LoginContext::default();
+        let source = source_of(peer, &context);
+        self.transact(
+            peer,
+            account,
+            op,
+            &context,
+            Some(&source),
+            &mut |relation, current, source_record| {
+                if !self.permits(relation, op) {
+                    return Verdict::refuse(denied(op), "denied");
+                }
+                let Some(current) = current else {
+                    return Verdict::refuse(not_enrolled(account), "not_enrolled");
+                };
+                let (record, checked_source) = match (relation, proof) {
+                    (Relation::Owner, OwnerProof::Code(code)) => {
+                        match self.owner_code_check(current, source_record, code, op, now) {
+                            Ok((record, source)) => (record, Some(source)),
+                            Err(refusal) => return *refusal,
+                        }
+                    }
+                    _ => (current.clone(), None),
+                };
+                let (change, clear_sources) = apply(record);
+                Verdict {
+                    source: checked_source,
+                    clear_sources,
+                    ..Verdict::accept((), change, "success")
+                }
+            },
+        )
+    }
+
+    pub(super) fn remove(
+        &self,
+        peer: Peer,
+        account: &str,
+        code: Option<&SecretString>,
+    ) -> Result<Reply, ApiError> {
+        let proof = OwnerProof::Code(code);
+        self.change_profile(peer, account, Op::Remove, proof, &mut |_| {
+            (Change::Delete, true)
+        })?;
+        Ok(Reply::Removed {
+            account: account.to_owned(),
+        })
+    }
+
+    pub(super) fn regenerate_codes(
+        &self,
+        peer: Peer,
+        account: &str,
+        code: Option<&SecretString>,
+    ) -> Result<Reply, ApiError> {
+        let (plain, hashed) =
+            secret::generate_emergency_codes().map_err(|e| ApiError::internal(e.to_string()))?;
+        let now = self.clock.now();
+        let proof = OwnerProof::Code(code);
+        let done = self.change_profile(peer, account, Op::Codes, proof, &mut |mut record| {
+            record.emergency_codes.clone_from(&hashed);
+            record.changed_at = now;
+            (Change::Save(Box::new(record)), false)
+        })?;
+        let record = done.stored.ok_or_else(|| not_enrolled(account))?;
+        Ok(Reply::Codes(CodesReply {
+            emergency_codes: plain,
+            profile: self.view(&record, done.relation),
+        }))
+    }
+}

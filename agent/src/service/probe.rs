@@ -1,0 +1,68 @@
+//! `probe`: does a login need a code, how many digits, and does `grace` let it through?
+
+use super::{denied, store_error, Service};
+use crate::authz::{Op, Peer};
+use crate::store::{LoginPlace, ProfileRecord};
+use pam_totp_proto::validate;
+use pam_totp_proto::{ApiError, LoginContext, ProbeReply, Reply};
+
+impl Service {
+    pub(super) fn probe(
+        &self,
+        peer: Peer,
+        account: &str,
+        context: &LoginContext,
+        grace: Option<u32>,
+    ) -> Result<Reply, ApiError> {
+        let record = self.store.get(account).map_err(store_error)?;
+        let relation = self.relation(peer, account, record.as_ref());
+        if !self.permits(relation, Op::Probe) {
+            return Err(denied(Op::Probe));
+        }
+        let active = record.as_ref().filter(|r| r.verified() && r.enabled);
+        let grace = match (active, grace) {
+            (Some(record), Some(seconds)) if seconds > 0 => {
+                self.grace_applies(record, context, seconds)?
+            }
+            _ => false,
+        };
+        if grace {
+            let mut event = self.event(peer, account, Op::Authenticate, context);
+            event.uid = active.map(|r| r.uid);
+            event.result = "grace".into();
+            self.store.audit(&event).map_err(store_error)?;
+        }
+        Ok(Reply::Probe(ProbeReply {
+            needs_code: active.is_some(),
+            digits: active.map_or(validate::MIN_DIGITS, |r| r.digits),
+            grace,
+        }))
+    }
+
+    /// Grace: a code login of this profile, from exactly this service, remote host and tty,
+    /// less than `seconds` ago. Never while locked; never for a login without a service.
+    fn grace_applies(
+        &self,
+        record: &ProfileRecord,
+        context: &LoginContext,
+        seconds: u32,
+    ) -> Result<bool, ApiError> {
+        let now = self.clock.now();
+        if context.service.is_none() || record.locked_until.is_some_and(|until| until > now) {
+            return Ok(false);
+        }
+        let place = LoginPlace {
+            service: context.service.as_deref(),
+            rhost: context.rhost.as_deref(),
+            tty: context.tty.as_deref(),
+        };
+        let last = self
+            .store
+            .last_code_login(&record.account, &place)
+            .map_err(store_error)?;
+        // Only logins with this profile count: not those of a profile it replaced.
+        Ok(last.is_some_and(|at| {
+            at >= record.created_at && now >= at && now - at < i64::from(seconds)
+        }))
+    }
+}
