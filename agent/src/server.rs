@@ -1,5 +1,5 @@
-//! The socket server: one short-lived thread per connection, a cap on connections, one
-//! deadline per connection, and a clean drain on shutdown.
+//! The socket server: one short-lived thread per connection, caps on connections (in all and
+//! per non-root uid), one deadline per connection, and a clean drain on shutdown.
 
 use crate::authz::Peer;
 use crate::service::Service;
@@ -7,12 +7,15 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use pam_totp_proto::frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
-use pam_totp_proto::{ApiError, DeadlineIo, RequestEnvelope, Response, PROTOCOL_VERSION};
+use pam_totp_proto::{
+    ApiError, DeadlineIo, ErrorCode, RequestEnvelope, Response, PROTOCOL_VERSION,
+};
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -20,6 +23,9 @@ use zeroize::Zeroizing;
 pub struct Limits {
     /// Connections served at once; more are closed at once rather than queued.
     pub max_connections: usize,
+    /// Connections one non-root uid may hold at once. Logins come from root (sshd, sudo), so
+    /// a local user holding connections open (slowloris) cannot starve them.
+    pub max_per_user: usize,
     /// Whole-connection deadline: read the request, answer it.
     pub io_timeout: Duration,
 }
@@ -27,18 +33,73 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_connections: 128,
+            max_connections: 256,
+            max_per_user: 8,
             io_timeout: Duration::from_secs(5),
         }
     }
 }
 
-/// Decrements the active-connection count when a connection thread ends, however it ends.
-struct ActiveGuard(Arc<AtomicUsize>);
+/// Counts open connections, in all and per non-root uid.
+struct Slots {
+    limits: Limits,
+    total: AtomicUsize,
+    per_user: Mutex<HashMap<u32, usize>>,
+}
 
-impl Drop for ActiveGuard {
+/// One connection's place in [`Slots`], given back when the connection ends, however it ends.
+struct Slot {
+    slots: Arc<Slots>,
+    uid: u32,
+}
+
+impl Slots {
+    fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            total: AtomicUsize::new(0),
+            per_user: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn open(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    fn take(self: &Arc<Self>, uid: u32) -> Option<Slot> {
+        let mut per_user = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.open() >= self.limits.max_connections {
+            return None;
+        }
+        if uid != 0 {
+            let held = per_user.entry(uid).or_insert(0);
+            if *held >= self.limits.max_per_user {
+                return None;
+            }
+            *held += 1;
+        }
+        self.total.fetch_add(1, Ordering::SeqCst);
+        Some(Slot {
+            slots: Arc::clone(self),
+            uid,
+        })
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let mut per_user = self
+            .slots
+            .per_user
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = per_user.get_mut(&self.uid) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                per_user.remove(&self.uid);
+            }
+        }
+        self.slots.total.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -50,7 +111,8 @@ pub fn serve(
     limits: Limits,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Slots::new(limits);
+    let mut last_refusal_logged: Option<Instant> = None;
     while !shutdown.load(Ordering::SeqCst) {
         // Wake up regularly to notice the shutdown flag set by the signal handler.
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
@@ -69,28 +131,39 @@ pub fn serve(
                 continue;
             }
         };
-        if active.load(Ordering::SeqCst) >= limits.max_connections {
-            eprintln!(
-                "pam-totp-agent: warning: {} connections open, refusing another",
-                limits.max_connections
-            );
+        let peer = match peer_of(&stream) {
+            Ok(peer) => peer,
+            Err(e) => {
+                eprintln!("pam-totp-agent: cannot identify peer: {e}");
+                continue;
+            }
+        };
+        let Some(slot) = slots.take(peer.uid) else {
+            // Closed at once. Logged at most every 10 s, so a flood cannot flood the journal.
+            if last_refusal_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                eprintln!(
+                    "pam-totp-agent: warning: refusing connections (uid {} holds too many, or \
+                     {} are open)",
+                    peer.uid,
+                    slots.open()
+                );
+                last_refusal_logged = Some(Instant::now());
+            }
             continue;
-        }
-        active.fetch_add(1, Ordering::SeqCst);
-        let guard = ActiveGuard(Arc::clone(&active));
+        };
         let service = Arc::clone(&service);
         let spawned = std::thread::Builder::new()
             .name("connection".into())
             .spawn(move || {
-                let _guard = guard;
-                serve_connection(&stream, &service, limits.io_timeout);
+                let _slot = slot;
+                serve_connection(&stream, peer, &service, limits.io_timeout);
             });
         if let Err(e) = spawned {
             eprintln!("pam-totp-agent: cannot start a connection thread: {e}");
         }
     }
     let drain_until = Instant::now() + limits.io_timeout + Duration::from_secs(1);
-    while active.load(Ordering::SeqCst) > 0 && Instant::now() < drain_until {
+    while slots.open() > 0 && Instant::now() < drain_until {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
@@ -105,14 +178,11 @@ fn peer_of(stream: &UnixStream) -> io::Result<Peer> {
 }
 
 /// Reads one request, answers it, closes. Garbage ends this connection and nothing else.
-fn serve_connection(stream: &UnixStream, service: &Service, timeout: Duration) {
-    let peer = match stream.set_nonblocking(false).and_then(|()| peer_of(stream)) {
-        Ok(peer) => peer,
-        Err(e) => {
-            eprintln!("pam-totp-agent: cannot identify peer: {e}");
-            return;
-        }
-    };
+fn serve_connection(stream: &UnixStream, peer: Peer, service: &Service, timeout: Duration) {
+    if let Err(e) = stream.set_nonblocking(false) {
+        eprintln!("pam-totp-agent: cannot set up a connection: {e}");
+        return;
+    }
     let mut io = DeadlineIo::new(stream, Instant::now() + timeout);
     let frame = match read_frame(&mut io, MAX_FRAME_LEN) {
         Ok(frame) => Zeroizing::new(frame),
@@ -174,12 +244,53 @@ fn answer(service: &Service, peer: Peer, frame: &[u8]) -> Response {
         .unwrap_or_default();
     let result = service.handle(peer, envelope.request);
     let outcome = match &result {
-        Ok(_) => "ok",
-        Err(error) => error.code.as_str(),
+        Ok(_) => "ok".to_owned(),
+        // Internal errors carry their cause (e.g. "cannot record state: database or disk is
+        // full"); the agent writes those messages itself, and they never hold a code.
+        Err(error) if error.code == ErrorCode::Internal => format!("internal ({})", error.message),
+        Err(error) => error.code.as_str().to_owned(),
     };
     eprintln!(
         "pam-totp-agent: uid={} pid={} op={op}{account} result={outcome}",
         peer.uid, peer.pid
     );
     result.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_connections: usize, max_per_user: usize) -> Limits {
+        Limits {
+            max_connections,
+            max_per_user,
+            io_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_non_root_uid_gets_only_its_share() {
+        let slots = Slots::new(limits(10, 2));
+        let held: Vec<_> = (0..2).filter_map(|_| slots.take(1000)).collect();
+        assert_eq!(held.len(), 2);
+        assert!(slots.take(1000).is_none(), "third connection of uid 1000");
+        // Other users and root are not affected.
+        assert!(slots.take(1001).is_some());
+        let root: Vec<_> = (0..5).filter_map(|_| slots.take(0)).collect();
+        assert_eq!(root.len(), 5);
+        // A closed connection gives its place back.
+        drop(held);
+        assert!(slots.take(1000).is_some());
+    }
+
+    #[test]
+    fn the_total_is_capped_for_everyone() {
+        let slots = Slots::new(limits(3, 8));
+        let held: Vec<_> = (0..5).filter_map(|_| slots.take(0)).collect();
+        assert_eq!((held.len(), slots.open()), (3, 3));
+        assert!(slots.take(1000).is_none());
+        drop(held);
+        assert_eq!(slots.open(), 0);
+    }
 }

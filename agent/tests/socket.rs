@@ -41,8 +41,10 @@ impl Agent {
         let listener = UnixListener::bind(&socket).unwrap();
         let shutdown = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&shutdown);
+        // The racing test opens 32 connections at once, as whatever uid runs the tests.
         let limits = Limits {
             max_connections: 64,
+            max_per_user: 64,
             io_timeout: Duration::from_millis(500),
         };
         let thread = std::thread::spawn(move || {
