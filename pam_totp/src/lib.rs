@@ -1,15 +1,18 @@
 //! `pam_totp.so`: asks the pam-totp agent to check a TOTP code at login.
 //!
 //! This file is only the libpam entry points. Option parsing lives in [`options`], the login
-//! flow in [`core`] (tested with a scripted double), the libpam calls in [`handle`].
+//! flow in [`core`] (tested with a scripted double), the libpam calls in [`handle`], the
+//! socket path check in [`trust`].
 
 pub mod core;
 pub mod handle;
 pub mod options;
+pub mod trust;
 
 use crate::core::{Flags, LogLevel, PamIo};
 use crate::handle::HandleIo;
 use crate::options::Options;
+use crate::trust::TrustedClient;
 use pam::constants::{PamFlag, PamResultCode, PAM_SILENT};
 use pam::module::{PamHandle, PamHooks};
 use pam::pam_hooks;
@@ -32,7 +35,7 @@ impl PamHooks for PamTotp {
             }
         };
         // The client's deadline is per call, so the timeout bounds each agent exchange.
-        let client = Client::new(&options.socket, options.timeout);
+        let client = TrustedClient::new(Client::new(&options.socket, options.timeout));
         let flags = Flags {
             silent: flags & PAM_SILENT != 0,
         };
