@@ -15,6 +15,7 @@
 #![allow(dead_code)] // each test file uses a subset of the harness
 
 pub mod dialog;
+pub mod faults;
 pub mod sshd;
 pub mod sudo;
 
