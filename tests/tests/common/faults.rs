@@ -1,6 +1,7 @@
 //! Helpers of the security and fault-injection tests: PAM items for `pamtester -I`, an admin
-//! group, the module's syslog captured through a private /dev/log, a tmpfs for the database,
-//! and processes left running in the background (a slowloris client under another uid).
+//! group, the module's syslog captured through a private /dev/log, a tmpfs or an ext4 on a
+//! loop device for the database, and processes left running in the background (a slowloris
+//! client under another uid).
 //!
 //! Every resource is a guard that cleans up on drop; names carry the test process id like the
 //! rest of the harness, and leftovers of a crashed run are removed by the next one.
@@ -384,6 +385,268 @@ fn remove_stale_mounts() {
                     .arg("-l")
                     .arg(&target)
                     .output();
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ext4 on a loop device
+
+/// Prefix of the directory (in the temp dir) that holds a test's ext4 image:
+/// `pamtotp-e2e-ext4-<pid>x<n>/image`.
+const EXT4_PREFIX: &str = "pamtotp-e2e-ext4-";
+
+/// A small ext4 file system in a sparse image file, attached to a loop device and mounted
+/// over `dir` (0700, root) with `errors=remount-ro`, so that [`Self::trigger_error`] makes the
+/// kernel turn it read-only the way it does on a server after an I/O or metadata error.
+///
+/// On drop: unmount (lazily when still busy), detach the loop device, remove the image. The
+/// owner of the mount must stop whatever holds files open there first.
+pub struct Ext4Loop {
+    pub dir: PathBuf,
+    /// The directory holding the image file.
+    image_dir: PathBuf,
+    /// `/dev/loopN`, once attached.
+    device: Option<PathBuf>,
+    mounted: bool,
+}
+
+impl Ext4Loop {
+    /// Makes a `size_mib` MiB ext4 image, attaches it and mounts it over `dir`.
+    ///
+    /// Fails the test, naming what is missing, without `mkfs.ext4`, `losetup`, loop devices,
+    /// ext4, or the kernel's `/sys/fs/ext4/<dev>/trigger_fs_error`.
+    pub fn mount(dir: &Path, size_mib: u64) -> Self {
+        let mkfs = require_tool_of("mkfs.ext4", "e2fsprogs");
+        let losetup = require_tool_of("losetup", "util-linux");
+        let mount = require_tool_of("mount", "mount");
+        require_tool_of("umount", "mount");
+        static CLEANUP: Once = Once::new();
+        CLEANUP.call_once(remove_stale_loops);
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let image_dir = std::env::temp_dir().join(format!(
+            "{EXT4_PREFIX}{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        // A directory of a dead process with the same pid was removed by the cleanup above.
+        let _ = fs::remove_dir_all(&image_dir);
+        fs::create_dir(&image_dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", image_dir.display()));
+        let mut this = Self {
+            dir: dir.to_path_buf(),
+            image_dir,
+            device: None,
+            mounted: false,
+        };
+        let image = this.image_dir.join("image");
+        fs::File::create(&image)
+            .and_then(|file| file.set_len(size_mib << 20))
+            .unwrap_or_else(|e| panic!("cannot create the sparse image {}: {e}", image.display()));
+
+        let out = run(
+            Command::new(&mkfs).args(["-q", "-F"]).arg(&image),
+            None,
+            PROCESS_LIMIT,
+        );
+        assert_eq!(
+            out.code,
+            0,
+            "mkfs.ext4 -q -F {}: {}",
+            image.display(),
+            out.output()
+        );
+
+        let out = run(
+            Command::new(&losetup)
+                .args(["--find", "--show"])
+                .arg(&image),
+            None,
+            PROCESS_LIMIT,
+        );
+        let device = out.stdout.trim();
+        assert!(
+            out.code == 0 && device.starts_with("/dev/loop"),
+            "losetup --find --show {} (are loop devices available here? /dev/loop-control): {}",
+            image.display(),
+            out.output()
+        );
+        this.device = Some(PathBuf::from(device));
+
+        let out = run(
+            Command::new(&mount)
+                .args(["-t", "ext4", "-o", "errors=remount-ro"])
+                .arg(this.device())
+                .arg(dir),
+            None,
+            PROCESS_LIMIT,
+        );
+        assert_eq!(
+            out.code,
+            0,
+            "mount -t ext4 -o errors=remount-ro {} {}: {}",
+            this.device().display(),
+            dir.display(),
+            out.output()
+        );
+        this.mounted = true;
+        // The agent requires its database directory to be 0700 and root's (mkfs makes 0755).
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .unwrap_or_else(|e| panic!("cannot chmod 0700 {}: {e}", dir.display()));
+
+        let trigger = this.trigger_path();
+        assert!(
+            trigger.exists(),
+            "{} does not exist: this kernel cannot be told to simulate an ext4 error, which \
+             the read-only database test needs",
+            trigger.display()
+        );
+        this
+    }
+
+    /// `/dev/loopN`.
+    pub fn device(&self) -> &Path {
+        self.device.as_deref().expect("the loop device is attached")
+    }
+
+    /// `/sys/fs/ext4/loopN/trigger_fs_error`.
+    fn trigger_path(&self) -> PathBuf {
+        let name = self
+            .device()
+            .file_name()
+            .expect("the loop device has a name")
+            .to_string_lossy()
+            .into_owned();
+        // Never anything but our own loop device: this file of the root file system's ext4
+        // would turn the whole machine read-only.
+        assert!(
+            name.starts_with("loop") && name[4..].bytes().all(|b| b.is_ascii_digit()),
+            "unexpected loop device name {name:?}"
+        );
+        Path::new("/sys/fs/ext4")
+            .join(name)
+            .join("trigger_fs_error")
+    }
+
+    /// Reports an ext4 error on the file system (`echo 1 > .../trigger_fs_error`): with
+    /// `errors=remount-ro` the kernel aborts the journal and makes it read-only. Waits until a
+    /// write there fails with EROFS. There is no way back short of unmounting and e2fsck.
+    pub fn trigger_error(&self) {
+        let trigger = self.trigger_path();
+        fs::write(&trigger, "1")
+            .unwrap_or_else(|e| panic!("cannot write 1 to {}: {e}", trigger.display()));
+        let probe = self.dir.join(".pamtotp-e2e-probe");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match fs::write(&probe, "x") {
+                Err(e) if e.raw_os_error() == Some(libc::EROFS) => return,
+                Err(e) => panic!("probing {} after the ext4 error: {e}", probe.display()),
+                Ok(()) => {
+                    let _ = fs::remove_file(&probe);
+                    assert!(
+                        Instant::now() < deadline,
+                        "{} is still writable 10 s after an ext4 error with errors=remount-ro",
+                        self.dir.display()
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Ext4Loop {
+    fn drop(&mut self) {
+        if self.mounted {
+            let umount = require_tool("umount");
+            let ok = Command::new(&umount)
+                .arg(&self.dir)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !ok {
+                let _ = Command::new(&umount).arg("-l").arg(&self.dir).output();
+            }
+        }
+        if let Some(device) = &self.device {
+            // After a lazy unmount the device is still busy: the kernel then detaches it
+            // (autoclear) once the file system is finally released.
+            let _ = Command::new(require_tool("losetup"))
+                .arg("-d")
+                .arg(device)
+                .output();
+        }
+        let _ = fs::remove_dir_all(&self.image_dir);
+    }
+}
+
+/// Like [`require_tool`], but a missing tool's message names the Debian package providing it.
+fn require_tool_of(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|dir| Path::new(dir).join(name))
+        .any(|c| fs::metadata(c).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0));
+    if !found {
+        panic!(
+            "required tool `{name}` is not installed: install the Debian package `{package}` \
+             as root (`apt-get install {package}`)"
+        );
+    }
+    require_tool(name)
+}
+
+/// For test images of dead test processes: unmounts (lazily) what is mounted from their loop
+/// devices, detaches the devices and removes the images.
+fn remove_stale_loops() {
+    let temp = std::env::temp_dir();
+    let stale_dir = |dir: &Path| {
+        dir.parent() == Some(temp.as_path())
+            && dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .and_then(|n| stale_owner(&n, EXT4_PREFIX, 'x'))
+                .is_some_and(|pid| !pid_alive(&pid))
+    };
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if let Ok(entries) = fs::read_dir("/sys/block") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("loop") {
+                continue;
+            }
+            let Ok(backing) = fs::read_to_string(entry.path().join("loop/backing_file")) else {
+                continue;
+            };
+            let backing = backing.trim_end_matches('\n');
+            let backing = Path::new(backing.strip_suffix(" (deleted)").unwrap_or(backing));
+            if !backing.parent().is_some_and(stale_dir) {
+                continue;
+            }
+            let device = format!("/dev/{name}");
+            for line in mounts.lines() {
+                let mut fields = line.split_whitespace();
+                if let (Some(source), Some(target)) = (fields.next(), fields.next()) {
+                    if source == device {
+                        let _ = Command::new(require_tool("umount"))
+                            .arg("-l")
+                            .arg(target.replace("\\040", " "))
+                            .output();
+                    }
+                }
+            }
+            let _ = Command::new(require_tool("losetup"))
+                .arg("-d")
+                .arg(&device)
+                .output();
+        }
+    }
+    if let Ok(entries) = fs::read_dir(&temp) {
+        for entry in entries.flatten() {
+            if stale_dir(&entry.path()) {
+                let _ = fs::remove_dir_all(entry.path());
             }
         }
     }
