@@ -11,19 +11,21 @@ fi
 
 # Debian packages, and why:
 #   gcc libc6-dev     link Rust binaries, compile the bundled SQLite
+#   g++               compile libFuzzer (libfuzzer-sys) for scripts/fuzz.sh
 #   libpam0g-dev      link the PAM module against libpam
 #   pamtester         drive real libpam in the end-to-end tests and the demo
 #   oathtool          independent TOTP codes (RFC 6238)
 #   sqlite3           inspect the agent's database in tests
 #   passwd            useradd/userdel for test accounts
-#   util-linux        runuser: run the CLI and pamtester as a non-root account
+#   util-linux        runuser, unshare, losetup: other uids, a private /dev/log, loop disks
+#   mount e2fsprogs   tmpfs and ext4 images for the full-disk and read-only-disk tests
 #   expect procps     terminal-driven tests, process inspection
-#   openssh-server sudo   PAM stacks of real services (later end-to-end tests)
+#   openssh-server sudo   PAM stacks of real services (sshd and sudo end-to-end tests)
 #   make              the top-level Makefile
 packages=(
-    gcc libc6-dev make
+    gcc g++ libc6-dev make
     libpam0g-dev pamtester oathtool sqlite3
-    passwd util-linux expect procps
+    passwd util-linux mount e2fsprogs expect procps
     openssh-server sudo
 )
 
@@ -70,4 +72,9 @@ for component in rustfmt clippy; do
         rustup component add "$component"
     fi
 done
+# cargo-fuzz for scripts/fuzz.sh (built from crates.io when missing); the same function the
+# fuzz script uses on its own.
+# shellcheck source=scripts/fuzz.sh
+source "$(dirname "${BASH_SOURCE[0]}")/fuzz.sh"
+ensure_cargo_fuzz
 echo "install-test-deps: done"

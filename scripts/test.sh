@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every check CI runs: formatting, lints, the build, and all unit, integration and end-to-end
-# tests. Run as root on Debian (the end-to-end tests create accounts and PAM services);
-# installs missing packages first. `make test` and .ci/run run this script.
+# Every check CI runs: formatting, lints, the build, all unit, integration and end-to-end
+# tests, and a bounded fuzz run of the wire protocol (scripts/fuzz.sh). Run as root on Debian
+# (the end-to-end tests create accounts and PAM services); installs missing packages first.
+# `make test` and .ci/run run this script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,6 +13,8 @@ fi
 
 bash scripts/install-test-deps.sh
 cargo fmt --all -- --check
+# fuzz/ is its own workspace (built by scripts/fuzz.sh below): check its formatting too.
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests drive the built binaries and the .so: build them first.
 cargo build --workspace
@@ -21,6 +24,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace 2>&1 | tee "$log" || status=$?
+# Hostile bytes: a bounded fuzz run of the frame decoder and both JSON parsers, 20 s per target
+# (FUZZ_SECONDS overrides). Each target counts as one test in the total ("fuzz result" line).
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 }
+     /^fuzz result:/ { passed += $3; failed += $5 }
      END { printf "total: %d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

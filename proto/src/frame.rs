@@ -192,4 +192,126 @@ mod tests {
             let _ = read_frame(&mut Cursor::new(bytes), 16);
         }
     }
+
+    /// Hands out a stream in chunks of the given sizes (cycled), like a socket that delivers
+    /// whatever has arrived; counts what was consumed.
+    struct Chunked {
+        bytes: Vec<u8>,
+        position: usize,
+        sizes: Vec<usize>,
+        calls: usize,
+    }
+
+    impl Chunked {
+        fn new(bytes: Vec<u8>, sizes: Vec<usize>) -> Self {
+            Self {
+                bytes,
+                position: 0,
+                sizes,
+                calls: 0,
+            }
+        }
+    }
+
+    impl Read for Chunked {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let size = match self.sizes.get(self.calls % self.sizes.len().max(1)) {
+                Some(&size) => size.max(1),
+                None => 1,
+            };
+            self.calls += 1;
+            let rest = self.bytes.get(self.position..).unwrap_or_default();
+            let n = size.min(buf.len()).min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.position += n;
+            Ok(n)
+        }
+    }
+
+    /// Reads frames until the first error.
+    fn read_all(reader: &mut impl Read) -> (Vec<Vec<u8>>, FrameError) {
+        let mut frames = Vec::new();
+        loop {
+            match read_frame(reader, MAX_FRAME_LEN) {
+                Ok(frame) => frames.push(frame),
+                Err(error) => return (frames, error),
+            }
+        }
+    }
+
+    fn payloads(most: usize, longest: usize) -> impl Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..longest), 0..most)
+    }
+
+    fn chunk_sizes() -> impl Strategy<Value = Vec<usize>> {
+        proptest::collection::vec(1usize..70, 1..12)
+    }
+
+    proptest! {
+        #[test]
+        fn concatenated_frames_read_back_through_any_chunking(
+            sent in payloads(8, 300),
+            sizes in chunk_sizes(),
+        ) {
+            let stream: Vec<u8> = sent.iter().flat_map(|p| framed(p)).collect();
+            let mut reader = Chunked::new(stream, sizes);
+            let (received, end) = read_all(&mut reader);
+            prop_assert_eq!(received, sent);
+            prop_assert!(matches!(end, FrameError::Closed), "{:?}", end);
+        }
+
+        #[test]
+        fn truncated_streams_never_yield_a_wrong_payload(
+            sent in payloads(6, 100).prop_filter("needs a frame", |p| !p.is_empty()),
+            cut in any::<proptest::sample::Index>(),
+            sizes in chunk_sizes(),
+        ) {
+            let stream: Vec<u8> = sent.iter().flat_map(|p| framed(p)).collect();
+            // Strictly shorter than the whole stream, possibly empty.
+            let cut = cut.index(stream.len());
+            // The frames that lie wholly before the cut, and whether it falls between frames.
+            let mut whole = 0;
+            let mut boundary = 0;
+            for payload in &sent {
+                if boundary + 4 + payload.len() > cut {
+                    break;
+                }
+                boundary += 4 + payload.len();
+                whole += 1;
+            }
+            let mut reader = Chunked::new(stream[..cut].to_vec(), sizes);
+            let (received, end) = read_all(&mut reader);
+            prop_assert_eq!(&received[..], &sent[..whole]);
+            if cut == boundary {
+                prop_assert!(matches!(end, FrameError::Closed), "cut {}: {:?}", cut, end);
+            } else {
+                prop_assert!(matches!(end, FrameError::Truncated), "cut {}: {:?}", cut, end);
+            }
+        }
+
+        #[test]
+        fn oversize_prefix_is_refused_without_reading_on(
+            (max, len) in (0..=MAX_FRAME_LEN).prop_flat_map(|max| {
+                let over = max as u64 + 1;
+                // Often just over the limit, where an off-by-one would show.
+                let len = prop_oneof![over..over + 16, over..=u64::from(u32::MAX)];
+                (Just(max), len)
+            }),
+            rest in proptest::collection::vec(any::<u8>(), 0..64),
+            sizes in chunk_sizes(),
+        ) {
+            let len = u32::try_from(len).unwrap_or(u32::MAX);
+            let mut stream = len.to_be_bytes().to_vec();
+            stream.extend_from_slice(&rest);
+            let mut reader = Chunked::new(stream, sizes);
+            let result = read_frame(&mut reader, max);
+            prop_assert!(
+                matches!(result, Err(FrameError::TooLarge { len: l, max: m })
+                    if l == len as usize && m == max),
+                "{:?}", result
+            );
+            // Only the prefix was read: nothing of the refused payload.
+            prop_assert_eq!(reader.position, 4);
+        }
+    }
 }

@@ -281,4 +281,310 @@ mod tests {
         let back: Option<Response> = serde_json::from_str(&json).ok();
         assert_eq!(back, Some(response));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{Map, Number, Value};
+
+        /// Every name the protocol uses, so generated JSON often looks almost right.
+        const NAMES: &[&str] = &[
+            "v",
+            "request",
+            "op",
+            "account",
+            "code",
+            "context",
+            "grace",
+            "service",
+            "rhost",
+            "tty",
+            "ruser",
+            "algorithm",
+            "digits",
+            "period",
+            "issuer",
+            "comment",
+            "replace",
+            "probe",
+            "authenticate",
+            "enroll",
+            "verify",
+            "show",
+            "list",
+            "disable",
+            "enable",
+            "remove",
+            "unlock",
+            "regenerate_codes",
+            "set_comment",
+            "SHA1",
+            "SHA256",
+            "SHA512",
+        ];
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => proptest::sample::select(NAMES).prop_map(str::to_owned),
+                1 => any::<String>(),
+            ]
+        }
+
+        fn number() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<u64>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                (0u64..4).prop_map(Value::from),
+                any::<f64>().prop_map(|f| Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ]
+        }
+
+        /// Any JSON value, nested a few levels, with protocol names as keys and strings.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                number(),
+                name().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    proptest::collection::vec((name(), inner), 0..6)
+                        .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// `{"v": _, "request": {"op": _, ...}}` with arbitrary contents: gets past the outer
+        /// layers into each operation's fields.
+        fn envelope_shaped() -> impl Strategy<Value = Value> {
+            (
+                prop_oneof![Just(Value::from(PROTOCOL_VERSION)), json()],
+                name(),
+                proptest::collection::vec((name(), json()), 0..6),
+            )
+                .prop_map(|(v, op, fields)| {
+                    let mut request: Map<String, Value> = fields.into_iter().collect();
+                    request.insert("op".into(), Value::String(op));
+                    let mut envelope = Map::new();
+                    envelope.insert("v".into(), v);
+                    envelope.insert("request".into(), Value::Object(request));
+                    Value::Object(envelope)
+                })
+        }
+
+        fn secret() -> impl Strategy<Value = SecretString> {
+            any::<String>().prop_map(SecretString::new)
+        }
+
+        fn context() -> impl Strategy<Value = LoginContext> {
+            (
+                any::<Option<String>>(),
+                any::<Option<String>>(),
+                any::<Option<String>>(),
+                any::<Option<String>>(),
+            )
+                .prop_map(|(service, rhost, tty, ruser)| LoginContext {
+                    service,
+                    rhost,
+                    tty,
+                    ruser,
+                })
+        }
+
+        fn enroll() -> impl Strategy<Value = EnrollRequest> {
+            (
+                any::<String>(),
+                prop_oneof![
+                    Just(Algorithm::Sha1),
+                    Just(Algorithm::Sha256),
+                    Just(Algorithm::Sha512)
+                ],
+                any::<u8>(),
+                any::<u32>(),
+                any::<Option<String>>(),
+                any::<Option<String>>(),
+                any::<bool>(),
+                proptest::option::of(secret()),
+            )
+                .prop_map(
+                    |(account, algorithm, digits, period, issuer, comment, replace, code)| {
+                        EnrollRequest {
+                            account,
+                            algorithm,
+                            digits,
+                            period,
+                            issuer,
+                            comment,
+                            replace,
+                            code,
+                        }
+                    },
+                )
+        }
+
+        /// Every request the protocol can express, with arbitrary strings and numbers.
+        fn request() -> impl Strategy<Value = Request> {
+            let account = any::<String>;
+            prop_oneof![
+                (account(), context(), any::<Option<u32>>()).prop_map(
+                    |(account, context, grace)| Request::Probe {
+                        account,
+                        context,
+                        grace
+                    }
+                ),
+                (account(), secret(), context()).prop_map(|(account, code, context)| {
+                    Request::Authenticate {
+                        account,
+                        code,
+                        context,
+                    }
+                }),
+                enroll().prop_map(Request::Enroll),
+                (account(), secret()).prop_map(|(account, code)| Request::Verify { account, code }),
+                account().prop_map(|account| Request::Show { account }),
+                Just(()).prop_map(|()| Request::List {}),
+                account().prop_map(|account| Request::Disable { account }),
+                account().prop_map(|account| Request::Enable { account }),
+                (account(), proptest::option::of(secret()))
+                    .prop_map(|(account, code)| Request::Remove { account, code }),
+                account().prop_map(|account| Request::Unlock { account }),
+                (account(), proptest::option::of(secret()))
+                    .prop_map(|(account, code)| Request::RegenerateCodes { account, code }),
+                (account(), any::<String>())
+                    .prop_map(|(account, comment)| Request::SetComment { account, comment }),
+            ]
+        }
+
+        /// One change to a valid envelope: drop, replace or add a field of the request (or of
+        /// its login context), or replace the version.
+        #[derive(Debug, Clone)]
+        enum Edit {
+            Remove(proptest::sample::Index),
+            Replace(proptest::sample::Index, Value),
+            Insert(String, Value),
+            Context(String, Value),
+            Version(Value),
+        }
+
+        fn edit() -> impl Strategy<Value = Edit> {
+            prop_oneof![
+                any::<proptest::sample::Index>().prop_map(Edit::Remove),
+                (any::<proptest::sample::Index>(), json())
+                    .prop_map(|(at, value)| Edit::Replace(at, value)),
+                (name(), json()).prop_map(|(key, value)| Edit::Insert(key, value)),
+                (name(), json()).prop_map(|(key, value)| Edit::Context(key, value)),
+                json().prop_map(Edit::Version),
+            ]
+        }
+
+        impl Edit {
+            fn apply(self, envelope: &mut Value) {
+                if let Self::Version(v) = self {
+                    envelope["v"] = v;
+                    return;
+                }
+                let Some(request) = envelope.get_mut("request").and_then(Value::as_object_mut)
+                else {
+                    return;
+                };
+                let key_at = |request: &Map<String, Value>, at: proptest::sample::Index| {
+                    let keys: Vec<&String> = request.keys().collect();
+                    (!keys.is_empty()).then(|| keys[at.index(keys.len())].clone())
+                };
+                match self {
+                    Self::Remove(at) => {
+                        if let Some(key) = key_at(request, at) {
+                            request.remove(&key);
+                        }
+                    }
+                    Self::Replace(at, value) => {
+                        if let Some(key) = key_at(request, at) {
+                            request.insert(key, value);
+                        }
+                    }
+                    Self::Insert(key, value) => {
+                        request.insert(key, value);
+                    }
+                    Self::Context(key, value) => {
+                        if let Some(context) =
+                            request.get_mut("context").and_then(Value::as_object_mut)
+                        {
+                            context.insert(key, value);
+                        }
+                    }
+                    Self::Version(_) => {}
+                }
+            }
+        }
+
+        fn to_json(value: &impl Serialize) -> Result<Vec<u8>, TestCaseError> {
+            serde_json::to_vec(value).map_err(|e| TestCaseError::fail(e.to_string()))
+        }
+
+        /// Parses as the agent does; whatever parses must serialize and parse back the same.
+        fn parse_and_round_trip(bytes: &[u8]) -> Result<(), TestCaseError> {
+            let Ok(envelope) = serde_json::from_slice::<RequestEnvelope>(bytes) else {
+                return Ok(());
+            };
+            let json = to_json(&envelope)?;
+            let again = serde_json::from_slice::<RequestEnvelope>(&json)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(again.v, envelope.v);
+            prop_assert_eq!(again.request.op(), envelope.request.op());
+            prop_assert_eq!(again.request.account(), envelope.request.account());
+            prop_assert_eq!(to_json(&again)?, json);
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_json_never_panics_the_request_parser(value in json()) {
+                let bytes = to_json(&value)?;
+                parse_and_round_trip(&bytes)?;
+                // The client side parses replies the same way.
+                let _ = serde_json::from_slice::<Response>(&bytes);
+            }
+
+            #[test]
+            fn envelope_shaped_json_never_panics_the_request_parser(value in envelope_shaped()) {
+                parse_and_round_trip(&to_json(&value)?)?;
+            }
+
+            #[test]
+            fn altered_valid_requests_never_panic_the_request_parser(
+                request in request(),
+                edits in proptest::collection::vec(edit(), 0..4),
+            ) {
+                let mut value = serde_json::to_value(RequestEnvelope::new(request))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                for edit in edits {
+                    edit.apply(&mut value);
+                }
+                parse_and_round_trip(&to_json(&value)?)?;
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_the_request_parser(
+                bytes in proptest::collection::vec(any::<u8>(), 0..256),
+            ) {
+                parse_and_round_trip(&bytes)?;
+            }
+
+            #[test]
+            fn every_request_round_trips(request in request()) {
+                let op = request.op();
+                let account = request.account().map(str::to_owned);
+                let json = to_json(&RequestEnvelope::new(request))?;
+                let back = serde_json::from_slice::<RequestEnvelope>(&json)
+                    .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&json))))?;
+                prop_assert_eq!(back.v, PROTOCOL_VERSION);
+                prop_assert_eq!(back.request.op(), op);
+                prop_assert_eq!(back.request.account().map(str::to_owned), account);
+                prop_assert_eq!(to_json(&back)?, json);
+            }
+        }
+    }
 }
