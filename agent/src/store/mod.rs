@@ -1,6 +1,7 @@
 //! Storage behind a narrow trait: SQLite today; a shared backend (e.g. PostgreSQL for a fleet)
 //! can be added without touching the protocol, the service rules or the PAM module.
 
+mod batch;
 mod sqlite;
 
 pub use sqlite::SqliteStore;

@@ -1,13 +1,14 @@
 //! The SQLite store: one row per profile, an audit table, WAL with full sync so an
-//! acknowledged login or enrollment survives a crash.
+//! acknowledged login or enrollment survives a crash; concurrent writes share commits
+//! (see `batch`).
 
+use super::batch::Batcher;
 use super::{
     AuditEvent, Change, Decision, LoginPlace, ProfileRecord, SourceRecord, Store, StoreError,
 };
 use pam_totp_proto::Algorithm;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -71,7 +72,7 @@ const PROFILE_COLUMNS: &str = "id, account, uid, secret, algorithm, digits, peri
      failed_attempts, locked_until, emergency_codes";
 
 pub struct SqliteStore {
-    connection: Mutex<Connection>,
+    batches: Batcher,
 }
 
 fn read_error(error: rusqlite::Error) -> StoreError {
@@ -96,37 +97,29 @@ impl SqliteStore {
             .map_err(read_error)?;
         migrate(&mut connection)?;
         Ok(Self {
-            connection: Mutex::new(connection),
+            batches: Batcher::new(connection),
         })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic elsewhere cannot leave a half-applied transaction (rusqlite rolls back on
-        // drop), so a poisoned lock still guards a consistent connection.
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Inserts many new profiles (ids are assigned) in one transaction: for bulk imports and
     /// for seeding benchmarks, where one transaction per profile would be needlessly slow.
     pub fn insert_many(&self, records: &mut [ProfileRecord]) -> Result<(), StoreError> {
-        let mut connection = self.lock();
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_error)?;
-        for record in records.iter_mut() {
-            record.id = 0;
-            save(&tx, record).map_err(write_error)?;
-        }
-        tx.commit().map_err(write_error)
+        self.batches.write(|connection| {
+            for record in records.iter_mut() {
+                record.id = 0;
+                save(connection, record).map_err(write_error)?;
+            }
+            Ok(())
+        })
     }
 
     /// `PRAGMA integrity_check`, for tests and `status`.
     pub fn integrity_check(&self) -> Result<String, StoreError> {
-        self.lock()
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-            .map_err(read_error)
+        self.batches.read(|connection| {
+            connection
+                .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                .map_err(read_error)
+        })
     }
 }
 
@@ -200,7 +193,7 @@ fn load(connection: &Connection, account: &str) -> Result<Option<ProfileRecord>,
         .map_err(read_error)
 }
 
-fn save(tx: &Transaction<'_>, record: &mut ProfileRecord) -> rusqlite::Result<()> {
+fn save(tx: &Connection, record: &mut ProfileRecord) -> rusqlite::Result<()> {
     let codes = record.emergency_codes.join(",");
     let values = params![
         record.account,
@@ -270,7 +263,7 @@ fn load_source(
 }
 
 fn save_source(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     account: &str,
     source: &str,
     record: &SourceRecord,
@@ -304,7 +297,7 @@ fn save_source(
     Ok(())
 }
 
-fn clear_sources(tx: &Transaction<'_>, account: &str) -> rusqlite::Result<()> {
+fn clear_sources(tx: &Connection, account: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM source_failures WHERE account = ?1", [account])?;
     Ok(())
 }
@@ -331,20 +324,21 @@ fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result
 
 impl Store for SqliteStore {
     fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError> {
-        load(&self.lock(), account)
+        self.batches.read(|connection| load(connection, account))
     }
 
     fn list(&self) -> Result<Vec<ProfileRecord>, StoreError> {
-        let connection = self.lock();
-        let mut statement = connection
-            .prepare(&format!(
-                "SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY account"
-            ))
-            .map_err(read_error)?;
-        let rows = statement
-            .query_map([], record_from_row)
-            .map_err(read_error)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+        self.batches.read(|connection| {
+            let mut statement = connection
+                .prepare(&format!(
+                    "SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY account"
+                ))
+                .map_err(read_error)?;
+            let rows = statement
+                .query_map([], record_from_row)
+                .map_err(read_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+        })
     }
 
     fn transact(
@@ -353,47 +347,47 @@ impl Store for SqliteStore {
         source: Option<&str>,
         decide: &mut Decision<'_>,
     ) -> Result<Option<ProfileRecord>, StoreError> {
-        let mut connection = self.lock();
-        // IMMEDIATE takes the write lock before reading, so two agents (or a stray sqlite3
-        // shell) on one file cannot both accept the same code.
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_error)?;
-        let current = load(&tx, account)?;
-        let source_record = match source {
-            Some(source) => Some(load_source(&tx, account, source)?),
-            None => None,
-        };
-        let outcome = decide(current.as_ref(), source_record.as_ref());
-        let mut forget_sources = outcome.clear_sources;
-        let stored = match outcome.change {
-            Change::Keep => current,
-            Change::Save(mut record) => {
-                forget_sources |= record.id == 0;
-                save(&tx, &mut record).map_err(write_error)?;
-                Some(*record)
+        // The batch's transaction is BEGIN IMMEDIATE: it holds the write lock before anything
+        // is read, so two agents (or a stray sqlite3 shell) on one file cannot both accept
+        // the same code.
+        self.batches.write(|connection| {
+            let current = load(connection, account)?;
+            let source_record = match source {
+                Some(source) => Some(load_source(connection, account, source)?),
+                None => None,
+            };
+            let outcome = decide(current.as_ref(), source_record.as_ref());
+            let mut forget_sources = outcome.clear_sources;
+            let stored = match outcome.change {
+                Change::Keep => current,
+                Change::Save(mut record) => {
+                    forget_sources |= record.id == 0;
+                    save(connection, &mut record).map_err(write_error)?;
+                    Some(*record)
+                }
+                Change::Delete => {
+                    forget_sources = true;
+                    connection
+                        .execute("DELETE FROM profiles WHERE account = ?1", [account])
+                        .map_err(write_error)?;
+                    None
+                }
+            };
+            if forget_sources {
+                clear_sources(connection, account).map_err(write_error)?;
+            } else if let (Some(source), Some(record)) = (source, outcome.source) {
+                save_source(connection, account, source, &record).map_err(write_error)?;
             }
-            Change::Delete => {
-                forget_sources = true;
-                tx.execute("DELETE FROM profiles WHERE account = ?1", [account])
-                    .map_err(write_error)?;
-                None
+            if let Some(event) = outcome.audit {
+                insert_audit(connection, &event).map_err(write_error)?;
             }
-        };
-        if forget_sources {
-            clear_sources(&tx, account).map_err(write_error)?;
-        } else if let (Some(source), Some(record)) = (source, outcome.source) {
-            save_source(&tx, account, source, &record).map_err(write_error)?;
-        }
-        if let Some(event) = outcome.audit {
-            insert_audit(&tx, &event).map_err(write_error)?;
-        }
-        tx.commit().map_err(write_error)?;
-        Ok(stored)
+            Ok(stored)
+        })
     }
 
     fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        insert_audit(&self.lock(), event).map_err(write_error)
+        self.batches
+            .write(|connection| insert_audit(connection, event).map_err(write_error))
     }
 
     fn last_code_login(
@@ -402,15 +396,17 @@ impl Store for SqliteStore {
         place: &LoginPlace<'_>,
     ) -> Result<Option<i64>, StoreError> {
         // `IS` compares NULLs as equal: a login without a tty matches only another without.
-        self.lock()
-            .query_row(
-                "SELECT max(at) FROM audit WHERE account = ?1 AND op = 'authenticate' \
-                 AND result IN ('success', 'emergency_code') \
-                 AND service IS ?2 AND rhost IS ?3 AND tty IS ?4",
-                params![account, place.service, place.rhost, place.tty],
-                |row| row.get(0),
-            )
-            .map_err(read_error)
+        self.batches.read(|connection| {
+            connection
+                .query_row(
+                    "SELECT max(at) FROM audit WHERE account = ?1 AND op = 'authenticate' \
+                     AND result IN ('success', 'emergency_code') \
+                     AND service IS ?2 AND rhost IS ?3 AND tty IS ?4",
+                    params![account, place.service, place.rhost, place.tty],
+                    |row| row.get(0),
+                )
+                .map_err(read_error)
+        })
     }
 }
 
