@@ -30,6 +30,8 @@ pub enum Op {
     Unlock,
     Codes,
     Set,
+    Import,
+    Log,
 }
 
 impl Op {
@@ -47,6 +49,8 @@ impl Op {
             Self::Unlock => "unlock",
             Self::Codes => "codes",
             Self::Set => "set",
+            Self::Import => "import",
+            Self::Log => "log",
         }
     }
 }
@@ -93,8 +97,9 @@ pub fn permits(relation: Relation, op: Op, self_enroll: bool) -> bool {
             | Op::Show
             | Op::Remove
             | Op::Codes
-            | Op::Set => true,
-            Op::Enroll => self_enroll,
+            | Op::Set
+            | Op::Log => true,
+            Op::Enroll | Op::Import => self_enroll,
             Op::List | Op::Disable | Op::Enable | Op::Unlock => false,
         },
         Relation::Stranger => false,
@@ -134,6 +139,8 @@ mod tests {
     #[test]
     fn permission_table() {
         let all = [
+            Op::Import,
+            Op::Log,
             Op::Probe,
             Op::Authenticate,
             Op::Verify,
@@ -158,6 +165,8 @@ mod tests {
         assert_eq!(
             owner,
             [
+                Op::Import,
+                Op::Log,
                 Op::Probe,
                 Op::Authenticate,
                 Op::Verify,

@@ -17,6 +17,8 @@ pub struct Config {
     pub self_enroll: bool,
     /// Time steps accepted either side of now.
     pub window: u32,
+    /// Audit rows older than this many days are deleted (0 keeps them forever).
+    pub audit_retention_days: u32,
     pub lockout: LockoutPolicy,
 }
 
@@ -26,6 +28,7 @@ impl Default for Config {
             admin_group: None,
             self_enroll: true,
             window: 1,
+            audit_retention_days: 365,
             lockout: LockoutPolicy::default(),
         }
     }
@@ -174,7 +177,7 @@ mod tests {
 
     #[test]
     fn parses_every_key_and_refuses_unknown_or_unsafe_ones() {
-        let text = "admin_group = \"totpadm\"\nself_enroll = false\nwindow = 2\n[lockout]\nthreshold = 3\nbase_seconds = 10\nmax_seconds = 60\nsource_threshold = 2\nsource_base_seconds = 5\n";
+        let text = "admin_group = \"totpadm\"\nself_enroll = false\nwindow = 2\naudit_retention_days = 30\n[lockout]\nthreshold = 3\nbase_seconds = 10\nmax_seconds = 60\nsource_threshold = 2\nsource_base_seconds = 5\n";
         let config = Config::parse(text).ok();
         assert_eq!(
             config,
@@ -182,6 +185,7 @@ mod tests {
                 admin_group: Some("totpadm".into()),
                 self_enroll: false,
                 window: 2,
+                audit_retention_days: 30,
                 lockout: LockoutPolicy {
                     threshold: 3,
                     base_seconds: 10,

@@ -7,6 +7,8 @@ pub trait Directory: Send + Sync {
     fn uid_of(&self, account: &str) -> Option<u32>;
     /// Whether the account with `uid` belongs to `group` (primary or supplementary).
     fn is_member(&self, uid: u32, group: &str) -> bool;
+    /// The account name of a uid, `None` when NSS does not know it.
+    fn name_of(&self, uid: u32) -> Option<String>;
 }
 
 #[derive(Debug, Default)]
@@ -18,6 +20,13 @@ impl Directory for Nss {
             .ok()
             .flatten()
             .map(|u| u.uid.as_raw())
+    }
+
+    fn name_of(&self, uid: u32) -> Option<String> {
+        User::from_uid(Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
     }
 
     fn is_member(&self, uid: u32, group: &str) -> bool {

@@ -5,7 +5,7 @@ use pam_totp_agent::clock::SystemClock;
 use pam_totp_agent::config::{Config, DEFAULT_CONFIG, DEFAULT_DB};
 use pam_totp_agent::directory::Nss;
 use pam_totp_agent::server::{self, Limits};
-use pam_totp_agent::service::Service;
+use pam_totp_agent::service::{Paths, Service};
 use pam_totp_agent::store::SqliteStore;
 use pam_totp_agent::{fsperm, listener};
 use pam_totp_proto::DEFAULT_SOCKET;
@@ -52,14 +52,21 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into());
-    let service = Service::new(
-        Box::new(store),
-        Box::new(Nss),
-        Box::new(SystemClock),
-        config,
-        host,
-    );
     let (listener, created) = listener::open(&args.socket)?;
+    let service = Arc::new(
+        Service::new(
+            Box::new(store),
+            Box::new(Nss),
+            Box::new(SystemClock),
+            config,
+            host,
+        )
+        .with_paths(Paths {
+            socket: args.socket.display().to_string(),
+            database: args.db.display().to_string(),
+        }),
+    );
+    start_audit_pruning(Arc::clone(&service));
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
@@ -76,11 +83,29 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     // Under systemd Type=notify this says we are ready; elsewhere it does nothing.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    server::serve(listener, Arc::new(service), &shutdown, Limits::default())?;
+    server::serve(listener, service, &shutdown, Limits::default())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     if let Some(path) = created {
         let _ = std::fs::remove_file(path);
     }
     eprintln!("pam-totp-agent: stopped");
     Ok(())
+}
+
+/// Deletes audit rows past the retention now and then every hour, on a thread of its own so
+/// no request waits for it.
+fn start_audit_pruning(service: Arc<Service>) {
+    let spawned = std::thread::Builder::new()
+        .name("audit-retention".into())
+        .spawn(move || loop {
+            match service.prune_audit() {
+                Ok(0) => {}
+                Ok(pruned) => eprintln!("pam-totp-agent: pruned {pruned} old audit rows"),
+                Err(error) => eprintln!("pam-totp-agent: warning: audit pruning failed: {error}"),
+            }
+            std::thread::sleep(std::time::Duration::from_secs(60 * 60));
+        });
+    if let Err(error) = spawned {
+        eprintln!("pam-totp-agent: warning: cannot start audit pruning: {error}");
+    }
 }

@@ -65,22 +65,42 @@ fn salted_hash(salt: &[u8], code: &str) -> Vec<u8> {
 /// New emergency codes: the plaintext (shown once) and their stored form `salt:hash` (hex).
 pub fn generate_emergency_codes() -> Result<(Vec<SecretString>, Vec<String>), RandomError> {
     let mut plain = Vec::with_capacity(EMERGENCY_CODE_COUNT);
-    let mut stored = Vec::with_capacity(EMERGENCY_CODE_COUNT);
     while plain.len() < EMERGENCY_CODE_COUNT {
         let code = random_code()?;
-        if plain.contains(&code) {
-            continue;
+        if !plain.contains(&code) {
+            plain.push(code);
         }
-        let mut salt = [0u8; SALT_BYTES];
-        random_bytes(&mut salt)?;
-        stored.push(format!(
-            "{}:{}",
-            hex::encode(salt),
-            hex::encode(salted_hash(&salt, code.expose()))
-        ));
-        plain.push(code);
     }
+    let stored = hash_emergency_codes(&plain)?;
     Ok((plain, stored))
+}
+
+/// The stored form `salt:hash` (hex) of each code, each with its own random salt.
+pub fn hash_emergency_codes(codes: &[SecretString]) -> Result<Vec<String>, RandomError> {
+    codes
+        .iter()
+        .map(|code| {
+            let mut salt = [0u8; SALT_BYTES];
+            random_bytes(&mut salt)?;
+            Ok(format!(
+                "{}:{}",
+                hex::encode(salt),
+                hex::encode(salted_hash(&salt, code.expose()))
+            ))
+        })
+        .collect()
+}
+
+/// Decodes a base32 secret as apps and google-authenticator files write it (any case, with
+/// or without padding or spaces).
+pub fn from_base32(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let cleaned: Zeroizing<String> = Zeroizing::new(
+        text.chars()
+            .filter(|c| !c.is_whitespace() && *c != '=')
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+    );
+    base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &cleaned).map(Zeroizing::new)
 }
 
 /// Index of the stored entry matching `code`. Every entry is checked, in constant time each.
@@ -118,6 +138,9 @@ mod tests {
     #[test]
     fn base32_matches_rfc4648() {
         assert_eq!(to_base32(b"foobar").expose(), "MZXW6YTBOI");
+        let decoded = from_base32("mzxw 6ytb oi==");
+        assert_eq!(decoded.as_deref().map(Vec::as_slice), Some(&b"foobar"[..]));
+        assert!(from_base32("not base32!").is_none());
     }
 
     #[test]

@@ -14,8 +14,9 @@ pub mod validate;
 pub use client::{Client, ClientError, DeadlineIo};
 pub use error::{ApiError, ErrorCode};
 pub use message::{
-    AuthMethod, AuthReply, CodesReply, EnrollReply, EnrollRequest, LoginContext, ProbeReply, Reply,
-    Request, RequestEnvelope, Response, PROTOCOL_VERSION,
+    AuditEntry, AuthMethod, AuthReply, CodesReply, EnrollReply, EnrollRequest, ImportOutcome,
+    ImportProfile, LoginContext, ProbeReply, ProfileCounts, RecentAttempts, Reply, Request,
+    RequestEnvelope, Response, StatusReply, PROTOCOL_VERSION,
 };
 pub use profile::{Algorithm, ProfileView, PROFILE_FIELDS};
 pub use secret::SecretString;

@@ -98,6 +98,38 @@ pub enum Request {
         account: String,
         comment: String,
     },
+    /// Active profiles with known secrets, moved over from another tool (google-authenticator,
+    /// pam_oath). Each is decided on its own: one bad profile does not stop the rest.
+    Import {
+        profiles: Vec<ImportProfile>,
+        /// Replace existing profiles instead of skipping them (admins only).
+        replace: bool,
+    },
+    /// The audit trail, newest first.
+    Log {
+        account: Option<String>,
+        /// Unix time: only attempts at or after it.
+        since: Option<i64>,
+        limit: u32,
+    },
+    Status {},
+}
+
+/// One profile to import: the secret as the other tool kept it, and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportProfile {
+    pub account: String,
+    /// Base32, as authenticator apps and google-authenticator files hold it.
+    pub secret: SecretString,
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+    /// Steps accepted either side of now for this profile (`None`: the agent's default).
+    pub window: Option<u32>,
+    /// Single-use codes carried over (plaintext here; the agent stores only salted hashes).
+    pub emergency_codes: Vec<SecretString>,
+    pub comment: Option<String>,
 }
 
 impl Request {
@@ -116,6 +148,9 @@ impl Request {
             Self::Unlock { .. } => "unlock",
             Self::RegenerateCodes { .. } => "codes",
             Self::SetComment { .. } => "set",
+            Self::Import { .. } => "import",
+            Self::Log { .. } => "log",
+            Self::Status {} => "status",
         }
     }
 
@@ -133,7 +168,8 @@ impl Request {
             | Self::RegenerateCodes { account, .. }
             | Self::SetComment { account, .. } => Some(account),
             Self::Enroll(enroll) => Some(&enroll.account),
-            Self::List {} => None,
+            Self::Log { account, .. } => account.as_deref(),
+            Self::List {} | Self::Import { .. } | Self::Status {} => None,
         }
     }
 }
@@ -174,6 +210,56 @@ pub struct CodesReply {
     pub profile: ProfileView,
 }
 
+/// What became of one imported profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    pub account: String,
+    /// `None` when imported; else why not.
+    pub error: Option<ApiError>,
+}
+
+/// One attempt or change in the audit trail. Never holds a code or a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// RFC 3339 UTC.
+    pub time: String,
+    pub account: String,
+    pub op: String,
+    pub result: String,
+    pub service: Option<String>,
+    pub rhost: Option<String>,
+    pub tty: Option<String>,
+    pub caller_uid: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileCounts {
+    pub pending: u64,
+    pub active: u64,
+    pub disabled: u64,
+    pub locked: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentAttempts {
+    /// Logins let in (a code, an emergency code, or grace).
+    pub logins: u64,
+    /// Wrong, replayed or malformed codes, and attempts while locked.
+    pub failures: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub socket: String,
+    pub database: String,
+    /// Only for administrators.
+    pub profiles: Option<ProfileCounts>,
+    /// The last hour; only for administrators.
+    pub last_hour: Option<RecentAttempts>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
 pub enum Reply {
@@ -184,6 +270,9 @@ pub enum Reply {
     Profiles(Vec<ProfileView>),
     Removed { account: String },
     Codes(CodesReply),
+    Imported(Vec<ImportOutcome>),
+    Log(Vec<AuditEntry>),
+    Status(StatusReply),
 }
 
 impl Reply {
@@ -197,6 +286,9 @@ impl Reply {
             Self::Profiles(_) => "profiles",
             Self::Removed { .. } => "removed",
             Self::Codes(_) => "codes",
+            Self::Imported(_) => "imported",
+            Self::Log(_) => "log",
+            Self::Status(_) => "status",
         }
     }
 }

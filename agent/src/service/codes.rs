@@ -117,27 +117,27 @@ impl Service {
             digits: record.digits,
             period: record.period,
         };
-        let method =
-            match totp::matching_step(&record.secret, params, code, now, self.config.window) {
-                Some(step) if record.last_step.is_some_and(|last| step <= last) => {
-                    return CodeCheck::Replayed
-                }
-                Some(step) => {
-                    record.last_step = Some(step);
-                    AuthMethod::Totp
-                }
-                None => {
-                    let emergency = (record.verified() && code.len() == EMERGENCY_CODE_DIGITS)
-                        .then(|| secret::find_emergency_code(&record.emergency_codes, code))
-                        .flatten();
-                    let Some(index) = emergency else {
-                        self.count_failure(record, source, now);
-                        return CodeCheck::Wrong;
-                    };
-                    record.emergency_codes.remove(index);
-                    AuthMethod::EmergencyCode
-                }
-            };
+        let window = record.window.unwrap_or(self.config.window);
+        let method = match totp::matching_step(&record.secret, params, code, now, window) {
+            Some(step) if record.last_step.is_some_and(|last| step <= last) => {
+                return CodeCheck::Replayed
+            }
+            Some(step) => {
+                record.last_step = Some(step);
+                AuthMethod::Totp
+            }
+            None => {
+                let emergency = (record.verified() && code.len() == EMERGENCY_CODE_DIGITS)
+                    .then(|| secret::find_emergency_code(&record.emergency_codes, code))
+                    .flatten();
+                let Some(index) = emergency else {
+                    self.count_failure(record, source, now);
+                    return CodeCheck::Wrong;
+                };
+                record.emergency_codes.remove(index);
+                AuthMethod::EmergencyCode
+            }
+        };
         record.failed_attempts = 0;
         record.locked_until = None;
         record.last_used_at = Some(now);

@@ -50,6 +50,7 @@ impl Service {
             failed_attempts: 0,
             locked_until: None,
             emergency_codes: hashed_codes,
+            window: None,
         };
         let context = LoginContext::default();
         let source = source_of(peer, &context);

@@ -3,8 +3,10 @@
 
 pub(crate) mod codes;
 mod enroll;
+mod import;
 mod manage;
 mod probe;
+mod report;
 
 use crate::authz::{self, Op, Peer, Relation};
 use crate::clock::Clock;
@@ -14,6 +16,7 @@ use crate::store::{AuditEvent, Change, Outcome, ProfileRecord, SourceRecord, Sto
 use crate::view::profile_view;
 use pam_totp_proto::validate;
 use pam_totp_proto::{ApiError, AuthReply, LoginContext, ProfileView, Reply, Request};
+use std::time::Instant;
 
 pub struct Service {
     store: Box<dyn Store>,
@@ -21,6 +24,15 @@ pub struct Service {
     clock: Box<dyn Clock>,
     config: Config,
     host: String,
+    paths: Paths,
+    started: Instant,
+}
+
+/// Where the agent listens and keeps its state, as `status` reports them.
+#[derive(Debug, Clone, Default)]
+pub struct Paths {
+    pub socket: String,
+    pub database: String,
 }
 
 /// What a rule decided inside a transaction: the answer, what to store, the audit label.
@@ -106,7 +118,15 @@ impl Service {
             clock,
             config,
             host,
+            paths: Paths::default(),
+            started: Instant::now(),
         }
+    }
+
+    /// Records the socket and database paths for `status`.
+    pub fn with_paths(mut self, paths: Paths) -> Self {
+        self.paths = paths;
+        self
     }
 
     pub fn handle(&self, peer: Peer, request: Request) -> Result<Reply, ApiError> {
@@ -140,6 +160,13 @@ impl Service {
                 self.regenerate_codes(peer, &account, code.as_ref())
             }
             Request::SetComment { account, comment } => self.set_comment(peer, &account, comment),
+            Request::Import { profiles, replace } => self.import(peer, profiles, replace),
+            Request::Log {
+                account,
+                since,
+                limit,
+            } => self.log(peer, account, since, limit),
+            Request::Status {} => self.status(peer),
         }
     }
 

@@ -28,6 +28,12 @@ impl Directory for FakeDirectory {
     fn is_member(&self, uid: u32, group: &str) -> bool {
         group == "totpadm" && self.admins.contains(&uid)
     }
+    fn name_of(&self, uid: u32) -> Option<String> {
+        self.users
+            .iter()
+            .find(|(_, u)| **u == uid)
+            .map(|(name, _)| (*name).to_owned())
+    }
 }
 
 struct Harness {
@@ -879,4 +885,161 @@ fn no_grace_when_locked_disabled_or_replaced() {
     replace.replace = true;
     h.enroll(ROOT, replace).unwrap();
     assert!(!probe_with_grace(&h, &sudo, 60), "replaced profile");
+}
+
+fn import_profile(account: &str, secret: &[u8]) -> pam_totp_proto::ImportProfile {
+    pam_totp_proto::ImportProfile {
+        account: account.into(),
+        secret: crate::secret::to_base32(secret),
+        algorithm: Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+        window: Some(3),
+        emergency_codes: vec!["12345678".into(), "87654321".into()],
+        comment: Some("from google-authenticator".into()),
+    }
+}
+
+fn import(
+    h: &Harness,
+    peer: Peer,
+    profiles: Vec<pam_totp_proto::ImportProfile>,
+    replace: bool,
+) -> Vec<Option<ErrorCode>> {
+    match h.call(peer, Request::Import { profiles, replace }) {
+        Ok(Reply::Imported(outcomes)) => outcomes
+            .into_iter()
+            .map(|o| o.error.map(|e| e.code))
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn imports_are_active_at_once_with_their_window_and_codes() {
+    let h = harness();
+    let secret = b"imported-secret-0123".to_vec();
+    let bad_secret = pam_totp_proto::ImportProfile {
+        secret: "not base32!".into(),
+        ..import_profile("bob", &secret)
+    };
+    let outcomes = import(
+        &h,
+        ROOT,
+        vec![
+            import_profile("alice", &secret),
+            bad_secret,
+            import_profile("nosuchuser", &secret),
+        ],
+        false,
+    );
+    assert_eq!(
+        outcomes,
+        [
+            None,
+            Some(ErrorCode::InvalidArgument),
+            Some(ErrorCode::NotFound)
+        ]
+    );
+    let view = h.show("alice");
+    assert!(view.verified && view.enabled);
+    assert_eq!(view.emergency_codes_remaining, 2);
+    assert_eq!(view.comment.as_deref(), Some("from google-authenticator"));
+    // The imported window (3 steps) accepts a code two steps ahead; the default would not.
+    let params = TotpParams {
+        algorithm: Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+    };
+    let ahead = totp::code_for_step(&secret, params, totp::step_at(h.clock.now(), 30) + 2);
+    assert!(h.login(ROOT, "alice", &ahead).is_ok());
+    assert!(h.login(ROOT, "alice", "87654321").is_ok());
+    assert_eq!(h.show("alice").emergency_codes_remaining, 1);
+    // Again without --replace: kept, and said so.
+    assert_eq!(
+        import(&h, ROOT, vec![import_profile("alice", &secret)], false),
+        [Some(ErrorCode::AlreadyExists)]
+    );
+    assert_eq!(h.audit_results("alice")[0], "import:imported");
+}
+
+#[test]
+fn who_may_import() {
+    let h = harness();
+    let secret = b"imported-secret-0123".to_vec();
+    // Another user's account: refused; one's own: allowed.
+    assert_eq!(
+        import(&h, BOB, vec![import_profile("alice", &secret)], false),
+        [Some(ErrorCode::PermissionDenied)]
+    );
+    assert_eq!(
+        import(&h, ALICE, vec![import_profile("alice", &secret)], false),
+        [None]
+    );
+    // An owner cannot replace an active profile by import.
+    assert_eq!(
+        import(&h, ALICE, vec![import_profile("alice", &secret)], true),
+        [Some(ErrorCode::PermissionDenied)]
+    );
+    assert_eq!(
+        import(&h, ROOT, vec![import_profile("alice", &secret)], true),
+        [None]
+    );
+}
+
+#[test]
+fn log_reads_the_audit_trail_newest_first_for_whom_it_may() {
+    let h = harness();
+    let enrolled = h.active_alice();
+    h.login(ROOT, "alice", "000000").unwrap_err();
+    h.clock.advance(5);
+    h.login(ROOT, "alice", &h.code(&enrolled, 0)).unwrap();
+    let log = |peer: Peer, account: Option<&str>, limit: u32| {
+        h.call(
+            peer,
+            Request::Log {
+                account: account.map(str::to_owned),
+                since: None,
+                limit,
+            },
+        )
+    };
+    let Ok(Reply::Log(entries)) = log(ROOT, Some("alice"), 2) else {
+        panic!("log failed");
+    };
+    let results: Vec<&str> = entries.iter().map(|e| e.result.as_str()).collect();
+    assert_eq!(results, ["success", "wrong_code"]);
+    assert_eq!(entries[0].service.as_deref(), Some("sshd"));
+    assert_eq!(entries[0].rhost.as_deref(), Some("192.0.2.7"));
+    // Alice reads her own log by default; Bob may not read hers; limit must be sane.
+    assert!(matches!(log(ALICE, None, 10), Ok(Reply::Log(ref e)) if e.len() == 4));
+    assert_eq!(
+        code_of(log(BOB, Some("alice"), 10)),
+        Some(ErrorCode::PermissionDenied)
+    );
+    assert_eq!(
+        code_of(log(ROOT, None, 0)),
+        Some(ErrorCode::InvalidArgument)
+    );
+}
+
+#[test]
+fn status_counts_for_admins_only_and_retention_prunes() {
+    let h = harness();
+    h.active_alice();
+    h.enroll(ROOT, enroll_request("bob")).unwrap();
+    let Ok(Reply::Status(status)) = h.call(ROOT, Request::Status {}) else {
+        panic!("status failed");
+    };
+    let counts = status.profiles.unwrap();
+    assert_eq!((counts.pending, counts.active), (1, 1));
+    assert!(status.last_hour.is_some());
+    let Ok(Reply::Status(status)) = h.call(BOB, Request::Status {}) else {
+        panic!("status failed");
+    };
+    assert!(status.profiles.is_none() && status.last_hour.is_none());
+    // A year and a day later, everything so far is past the default retention.
+    h.clock.advance(366 * 24 * 60 * 60);
+    assert!(h.service.prune_audit().unwrap() >= 3);
+    assert!(h.audit_results("alice").is_empty());
 }

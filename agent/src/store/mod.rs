@@ -6,7 +6,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use pam_totp_proto::Algorithm;
+use pam_totp_proto::{Algorithm, ProfileCounts, RecentAttempts};
 use zeroize::Zeroizing;
 
 /// Everything the agent keeps about one profile. Times are Unix seconds.
@@ -33,6 +33,9 @@ pub struct ProfileRecord {
     pub locked_until: Option<i64>,
     /// Unused emergency codes as `salt:sha256` (hex).
     pub emergency_codes: Vec<String>,
+    /// Steps accepted either side of now, when this profile has its own (an imported
+    /// google-authenticator WINDOW_SIZE); else the agent's `window`.
+    pub window: Option<u32>,
 }
 
 impl ProfileRecord {
@@ -62,6 +65,14 @@ pub struct LoginPlace<'a> {
     pub service: Option<&'a str>,
     pub rhost: Option<&'a str>,
     pub tty: Option<&'a str>,
+}
+
+/// Which audit rows to read, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub account: Option<String>,
+    pub since: Option<i64>,
+    pub limit: u32,
 }
 
 /// What a transaction leaves behind for the account.
@@ -137,6 +148,12 @@ pub trait Store: Send + Sync {
         source: Option<&str>,
         decide: &mut Decision<'_>,
     ) -> Result<Option<ProfileRecord>, StoreError>;
+    /// Several independent `transact`s (no source) committed together: for bulk imports,
+    /// where a commit per profile would be needlessly slow. Returns each stored profile.
+    fn transact_each(
+        &self,
+        jobs: &mut [(String, Box<Decision<'_>>)],
+    ) -> Result<Vec<Option<ProfileRecord>>, StoreError>;
     /// Records an event outside any change (e.g. a refused request).
     fn audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// When the account last logged in with a code from exactly this service, remote host
@@ -146,4 +163,11 @@ pub trait Store: Send + Sync {
         account: &str,
         place: &LoginPlace<'_>,
     ) -> Result<Option<i64>, StoreError>;
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Profiles by state at `now` (a locked profile also counts as active or disabled).
+    fn profile_counts(&self, now: i64) -> Result<ProfileCounts, StoreError>;
+    /// Logins and failures recorded since `since`.
+    fn recent_attempts(&self, since: i64) -> Result<RecentAttempts, StoreError>;
+    /// Deletes audit rows older than `before`; returns how many.
+    fn prune_audit(&self, before: i64) -> Result<usize, StoreError>;
 }

@@ -4,9 +4,11 @@
 
 use super::batch::Batcher;
 use super::{
-    AuditEvent, Change, Decision, LoginPlace, ProfileRecord, SourceRecord, Store, StoreError,
+    AuditEvent, AuditQuery, Change, Decision, LoginPlace, ProfileRecord, SourceRecord, Store,
+    StoreError,
 };
 use pam_totp_proto::Algorithm;
+use pam_totp_proto::{ProfileCounts, RecentAttempts};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::Path;
 use std::time::Duration;
@@ -61,15 +63,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, source)
     ) WITHOUT ROWID;
 ",
+    "
+    ALTER TABLE profiles ADD COLUMN skew_window INTEGER;
+",
 ];
 
 /// A source's failures are forgotten a day after its last one, once it is not blocked:
 /// enough to throttle an attacker, and it bounds the table when addresses rotate.
 const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
 
+/// Audit results that let a login in, and those that count as failed attempts.
+const LOGIN_RESULTS: &str = "'success', 'emergency_code', 'grace'";
+const FAILURE_RESULTS: &str = "'wrong_code', 'replay', 'malformed_code', 'locked'";
+
 const PROFILE_COLUMNS: &str = "id, account, uid, secret, algorithm, digits, period, issuer, \
      comment, created_at, changed_at, verified_at, last_used_at, enabled, last_step, \
-     failed_attempts, locked_until, emergency_codes";
+     failed_attempts, locked_until, emergency_codes, skew_window";
 
 pub struct SqliteStore {
     batches: Batcher,
@@ -179,6 +188,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ProfileRecord> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
+        window: row.get("skew_window")?,
     })
 }
 
@@ -213,14 +223,16 @@ fn save(tx: &Connection, record: &mut ProfileRecord) -> rusqlite::Result<()> {
         record.failed_attempts,
         record.locked_until,
         codes,
+        record.window,
     ];
     if record.id == 0 {
         tx.execute("DELETE FROM profiles WHERE account = ?1", [&record.account])?;
         tx.execute(
             "INSERT INTO profiles (account, uid, secret, algorithm, digits, period, issuer, \
              comment, created_at, changed_at, verified_at, last_used_at, enabled, last_step, \
-             failed_attempts, locked_until, emergency_codes) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             failed_attempts, locked_until, emergency_codes, skew_window) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             ?18)",
             values,
         )?;
         record.id = tx.last_insert_rowid();
@@ -232,7 +244,7 @@ fn save(tx: &Connection, record: &mut ProfileRecord) -> rusqlite::Result<()> {
              digits = ?5, period = ?6, issuer = ?7, comment = ?8, created_at = ?9, \
              changed_at = ?10, verified_at = ?11, last_used_at = ?12, enabled = ?13, \
              last_step = ?14, failed_attempts = ?15, locked_until = ?16, \
-             emergency_codes = ?17 WHERE id = ?18",
+             emergency_codes = ?17, skew_window = ?18 WHERE id = ?19",
             with_id.as_slice(),
         )?;
     }
@@ -302,6 +314,52 @@ fn clear_sources(tx: &Connection, account: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A `count(*)` column (never negative) as u64.
+fn count(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(index)?;
+    Ok(u64::try_from(value).unwrap_or(0))
+}
+
+/// One account's transaction body: read, decide, write the outcome and its audit row.
+fn apply(
+    connection: &Connection,
+    account: &str,
+    source: Option<&str>,
+    decide: &mut Decision<'_>,
+) -> Result<Option<ProfileRecord>, StoreError> {
+    let current = load(connection, account)?;
+    let source_record = match source {
+        Some(source) => Some(load_source(connection, account, source)?),
+        None => None,
+    };
+    let outcome = decide(current.as_ref(), source_record.as_ref());
+    let mut forget_sources = outcome.clear_sources;
+    let stored = match outcome.change {
+        Change::Keep => current,
+        Change::Save(mut record) => {
+            forget_sources |= record.id == 0;
+            save(connection, &mut record).map_err(write_error)?;
+            Some(*record)
+        }
+        Change::Delete => {
+            forget_sources = true;
+            connection
+                .execute("DELETE FROM profiles WHERE account = ?1", [account])
+                .map_err(write_error)?;
+            None
+        }
+    };
+    if forget_sources {
+        clear_sources(connection, account).map_err(write_error)?;
+    } else if let (Some(source), Some(record)) = (source, outcome.source) {
+        save_source(connection, account, source, &record).map_err(write_error)?;
+    }
+    if let Some(event) = outcome.audit {
+        insert_audit(connection, &event).map_err(write_error)?;
+    }
+    Ok(stored)
+}
+
 fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result<()> {
     connection.execute(
         "INSERT INTO audit (at, account, uid, op, result, service, rhost, tty, caller_uid, \
@@ -350,38 +408,18 @@ impl Store for SqliteStore {
         // The batch's transaction is BEGIN IMMEDIATE: it holds the write lock before anything
         // is read, so two agents (or a stray sqlite3 shell) on one file cannot both accept
         // the same code.
+        self.batches
+            .write(|connection| apply(connection, account, source, decide))
+    }
+
+    fn transact_each(
+        &self,
+        jobs: &mut [(String, Box<Decision<'_>>)],
+    ) -> Result<Vec<Option<ProfileRecord>>, StoreError> {
         self.batches.write(|connection| {
-            let current = load(connection, account)?;
-            let source_record = match source {
-                Some(source) => Some(load_source(connection, account, source)?),
-                None => None,
-            };
-            let outcome = decide(current.as_ref(), source_record.as_ref());
-            let mut forget_sources = outcome.clear_sources;
-            let stored = match outcome.change {
-                Change::Keep => current,
-                Change::Save(mut record) => {
-                    forget_sources |= record.id == 0;
-                    save(connection, &mut record).map_err(write_error)?;
-                    Some(*record)
-                }
-                Change::Delete => {
-                    forget_sources = true;
-                    connection
-                        .execute("DELETE FROM profiles WHERE account = ?1", [account])
-                        .map_err(write_error)?;
-                    None
-                }
-            };
-            if forget_sources {
-                clear_sources(connection, account).map_err(write_error)?;
-            } else if let (Some(source), Some(record)) = (source, outcome.source) {
-                save_source(connection, account, source, &record).map_err(write_error)?;
-            }
-            if let Some(event) = outcome.audit {
-                insert_audit(connection, &event).map_err(write_error)?;
-            }
-            Ok(stored)
+            jobs.iter_mut()
+                .map(|(account, decide)| apply(connection, account, None, decide.as_mut()))
+                .collect()
         })
     }
 
@@ -406,6 +444,89 @@ impl Store for SqliteStore {
                     |row| row.get(0),
                 )
                 .map_err(read_error)
+        })
+    }
+
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        self.batches.read(|connection| {
+            let mut statement = connection
+                .prepare(
+                    "SELECT at, account, uid, op, result, service, rhost, tty, caller_uid, \
+                     caller_pid FROM audit WHERE (?1 IS NULL OR account = ?1) \
+                     AND (?2 IS NULL OR at >= ?2) ORDER BY at DESC, id DESC LIMIT ?3",
+                )
+                .map_err(read_error)?;
+            let rows = statement
+                .query_map(params![query.account, query.since, query.limit], |row| {
+                    Ok(AuditEvent {
+                        at: row.get(0)?,
+                        account: row.get(1)?,
+                        uid: row.get(2)?,
+                        op: row.get(3)?,
+                        result: row.get(4)?,
+                        service: row.get(5)?,
+                        rhost: row.get(6)?,
+                        tty: row.get(7)?,
+                        caller_uid: row.get(8)?,
+                        caller_pid: row.get(9)?,
+                    })
+                })
+                .map_err(read_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+        })
+    }
+
+    fn profile_counts(&self, now: i64) -> Result<ProfileCounts, StoreError> {
+        self.batches.read(|connection| {
+            connection
+                .query_row(
+                    "SELECT \
+                     count(*) FILTER (WHERE verified_at IS NULL), \
+                     count(*) FILTER (WHERE verified_at IS NOT NULL AND enabled), \
+                     count(*) FILTER (WHERE NOT enabled), \
+                     count(*) FILTER (WHERE locked_until > ?1) \
+                     FROM profiles",
+                    [now],
+                    |row| {
+                        Ok(ProfileCounts {
+                            pending: count(row, 0)?,
+                            active: count(row, 1)?,
+                            disabled: count(row, 2)?,
+                            locked: count(row, 3)?,
+                        })
+                    },
+                )
+                .map_err(read_error)
+        })
+    }
+
+    fn recent_attempts(&self, since: i64) -> Result<RecentAttempts, StoreError> {
+        self.batches.read(|connection| {
+            connection
+                .query_row(
+                    &format!(
+                        "SELECT \
+                         count(*) FILTER (WHERE result IN ({LOGIN_RESULTS})), \
+                         count(*) FILTER (WHERE result IN ({FAILURE_RESULTS})) \
+                         FROM audit WHERE at >= ?1 AND op = 'authenticate'"
+                    ),
+                    [since],
+                    |row| {
+                        Ok(RecentAttempts {
+                            logins: count(row, 0)?,
+                            failures: count(row, 1)?,
+                        })
+                    },
+                )
+                .map_err(read_error)
+        })
+    }
+
+    fn prune_audit(&self, before: i64) -> Result<usize, StoreError> {
+        self.batches.write(|connection| {
+            connection
+                .execute("DELETE FROM audit WHERE at < ?1", [before])
+                .map_err(write_error)
         })
     }
 }
@@ -435,6 +556,7 @@ mod tests {
             failed_attempts: 0,
             locked_until: None,
             emergency_codes: vec!["aa:bb".into(), "cc:dd".into()],
+            window: Some(3),
         }
     }
 
@@ -622,6 +744,79 @@ mod tests {
         assert!(records.iter().all(|r| r.id > 0));
         assert_eq!(store.list().map(|l| l.len()).ok(), Some(50));
         assert_eq!(store.get("bulk7").ok().flatten(), Some(records[7].clone()));
+    }
+
+    #[test]
+    fn audit_queries_counts_and_pruning() {
+        let (_dir, store) = open();
+        let mut active = record("fay");
+        active.verified_at = Some(100);
+        active.locked_until = Some(10_000);
+        let mut disabled = record("gus");
+        disabled.enabled = false;
+        assert!(store
+            .insert_many(&mut [active, disabled, record("hal")])
+            .is_ok());
+        let counts = store.profile_counts(500).ok();
+        assert_eq!(
+            counts,
+            Some(ProfileCounts {
+                pending: 2,
+                active: 1,
+                disabled: 1,
+                locked: 1
+            })
+        );
+        for (at, account, result) in [
+            (1_000, "fay", "success"),
+            (2_000, "fay", "wrong_code"),
+            (3_000, "gus", "grace"),
+            (4_000, "fay", "replay"),
+        ] {
+            let event = AuditEvent {
+                at,
+                account: account.into(),
+                op: "authenticate".into(),
+                result: result.into(),
+                ..AuditEvent::default()
+            };
+            assert!(store.audit(&event).is_ok());
+        }
+        let fay = AuditQuery {
+            account: Some("fay".into()),
+            since: Some(1_500),
+            limit: 10,
+        };
+        let results: Vec<String> = store
+            .audit_log(&fay)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.result)
+            .collect();
+        assert_eq!(results, ["replay", "wrong_code"]);
+        let all = AuditQuery {
+            limit: 2,
+            ..AuditQuery::default()
+        };
+        assert_eq!(store.audit_log(&all).map(|l| l.len()).ok(), Some(2));
+        assert_eq!(
+            store.recent_attempts(1_500).ok(),
+            Some(RecentAttempts {
+                logins: 1,
+                failures: 2
+            })
+        );
+        assert_eq!(store.prune_audit(2_500).ok(), Some(2));
+        assert_eq!(
+            store
+                .audit_log(&AuditQuery {
+                    limit: 10,
+                    ..AuditQuery::default()
+                })
+                .map(|l| l.len())
+                .ok(),
+            Some(2)
+        );
     }
 
     #[test]

@@ -1,0 +1,174 @@
+//! `import`: active profiles with known secrets, moved over from google-authenticator or
+//! pam_oath. Each profile is decided on its own; all of one request commit together.
+
+use super::{denied, store_error, Service};
+use crate::authz::{Op, Peer, Relation};
+use crate::config::MAX_WINDOW;
+use crate::secret;
+use crate::store::{Change, Decision, Outcome, ProfileRecord};
+use pam_totp_proto::validate::{self, EMERGENCY_CODE_DIGITS};
+use pam_totp_proto::{ApiError, ErrorCode, ImportOutcome, ImportProfile, LoginContext, Reply};
+
+/// Profiles in one request; a frame could not carry many more anyway.
+pub const MAX_IMPORT_BATCH: usize = 1000;
+/// Secrets shorter than 80 bits are refused, as RFC 4226 recommends.
+const MIN_SECRET_BYTES: usize = 10;
+const MAX_SECRET_BYTES: usize = 64;
+
+impl Service {
+    pub(super) fn import(
+        &self,
+        peer: Peer,
+        profiles: Vec<ImportProfile>,
+        replace: bool,
+    ) -> Result<Reply, ApiError> {
+        if profiles.len() > MAX_IMPORT_BATCH {
+            return Err(ApiError::invalid(
+                "profiles",
+                format!("at most {MAX_IMPORT_BATCH} profiles per request"),
+            ));
+        }
+        let now = self.clock.now();
+        let prepared: Vec<(String, Result<ProfileRecord, ApiError>)> = profiles
+            .into_iter()
+            .map(|profile| (profile.account.clone(), self.prepare_import(profile, now)))
+            .collect();
+        let mut verdicts: Vec<Option<Result<(), ApiError>>> = vec![None; prepared.len()];
+        let mut jobs: Vec<(String, Box<Decision<'_>>)> = Vec::new();
+        for ((account, record), verdict) in prepared.iter().zip(verdicts.iter_mut()) {
+            let record = match record {
+                Ok(record) => record,
+                Err(error) => {
+                    *verdict = Some(Err(error.clone()));
+                    continue;
+                }
+            };
+            let decide = move |current: Option<&ProfileRecord>, _: Option<&_>| {
+                let relation = self.relation(peer, account, current);
+                let (result, change, label) =
+                    self.decide_import(relation, record, current, replace);
+                *verdict = Some(result);
+                let mut event = self.event(peer, account, Op::Import, &LoginContext::default());
+                event.uid = Some(record.uid);
+                event.result = label.to_owned();
+                Outcome::new(change, Some(event))
+            };
+            jobs.push((account.clone(), Box::new(decide)));
+        }
+        self.store.transact_each(&mut jobs).map_err(store_error)?;
+        drop(jobs);
+        let outcomes = prepared
+            .into_iter()
+            .zip(verdicts)
+            .map(|((account, _), verdict)| ImportOutcome {
+                account,
+                error: verdict
+                    .unwrap_or_else(|| Err(ApiError::internal("no decision was made")))
+                    .err(),
+            })
+            .collect();
+        Ok(Reply::Imported(outcomes))
+    }
+
+    /// Checks one profile's fields and builds its record: active at once, since the other
+    /// tool's secret is already in the user's app.
+    fn prepare_import(&self, profile: ImportProfile, now: i64) -> Result<ProfileRecord, ApiError> {
+        validate::account(&profile.account)?;
+        validate::digits(profile.digits)?;
+        validate::period(profile.period)?;
+        if let Some(comment) = &profile.comment {
+            validate::comment(comment)?;
+        }
+        if profile.window.is_some_and(|w| w > MAX_WINDOW) {
+            return Err(ApiError::invalid(
+                "window",
+                format!("window must be 0 to {MAX_WINDOW} steps"),
+            ));
+        }
+        let secret = secret::from_base32(profile.secret.expose())
+            .filter(|s| (MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&s.len()))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "secret",
+                    format!(
+                        "secret must be base32 of {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes"
+                    ),
+                )
+            })?;
+        if let Some(bad) = profile.emergency_codes.iter().position(|code| {
+            code.expose().len() != EMERGENCY_CODE_DIGITS
+                || !code.expose().bytes().all(|b| b.is_ascii_digit())
+        }) {
+            return Err(ApiError::invalid(
+                "emergency_codes",
+                format!(
+                    "emergency code #{} is not {EMERGENCY_CODE_DIGITS} digits",
+                    bad + 1
+                ),
+            ));
+        }
+        let Some(uid) = self.directory.uid_of(&profile.account) else {
+            return Err(
+                ApiError::not_found(format!("no such account: '{}'", profile.account))
+                    .with_target("account"),
+            );
+        };
+        let emergency_codes = secret::hash_emergency_codes(&profile.emergency_codes)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(ProfileRecord {
+            id: 0,
+            account: profile.account,
+            uid,
+            secret,
+            algorithm: profile.algorithm,
+            digits: profile.digits,
+            period: profile.period,
+            issuer: self.host.clone(),
+            comment: profile.comment.filter(|c| !c.is_empty()),
+            created_at: now,
+            changed_at: now,
+            verified_at: Some(now),
+            last_used_at: None,
+            enabled: true,
+            last_step: None,
+            failed_attempts: 0,
+            locked_until: None,
+            emergency_codes,
+            window: profile.window,
+        })
+    }
+
+    fn decide_import(
+        &self,
+        relation: Relation,
+        record: &ProfileRecord,
+        current: Option<&ProfileRecord>,
+        replace: bool,
+    ) -> (Result<(), ApiError>, Change, &'static str) {
+        if !self.permits(relation, Op::Import) {
+            return (Err(denied(Op::Import)), Change::Keep, "denied");
+        }
+        let save = || Change::Save(Box::new(record.clone()));
+        let Some(current) = current else {
+            return (Ok(()), save(), "imported");
+        };
+        if !replace {
+            let error = ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "account '{}' already has a TOTP profile: use --replace",
+                    record.account
+                ),
+            )
+            .with_target("account");
+            return (Err(error), Change::Keep, "exists");
+        }
+        if relation == Relation::Owner && current.verified() {
+            let error = ApiError::permission_denied(
+                "your active profile can only be replaced with 'pam-totp enroll --replace --code'",
+            );
+            return (Err(error), Change::Keep, "denied");
+        }
+        (Ok(()), save(), "replaced")
+    }
+}
