@@ -21,12 +21,13 @@ fi
 #   mount e2fsprogs   tmpfs and ext4 images for the full-disk and read-only-disk tests
 #   expect procps     terminal-driven tests, process inspection
 #   openssh-server sudo   PAM stacks of real services (sshd and sudo end-to-end tests)
+#   libpam-google-authenticator   its `google-authenticator` tool writes the files we import
 #   make              the top-level Makefile
 packages=(
     gcc g++ libc6-dev make
     libpam0g-dev pamtester oathtool sqlite3
     passwd util-linux mount e2fsprogs expect procps
-    openssh-server sudo
+    openssh-server sudo libpam-google-authenticator
 )
 
 missing=()

@@ -1,6 +1,7 @@
 //! pam-totp-agent: the only holder of TOTP secrets. It owns the SQLite store, authorizes every
 //! request from the peer's SO_PEERCRED, and decides replay, lockout and audit atomically.
 
+pub mod args;
 pub mod authz;
 pub mod clock;
 pub mod config;

@@ -1,33 +1,17 @@
 //! `pam-totp-agent [--socket PATH] [--db PATH] [--config PATH]`
 
 use clap::Parser;
+use pam_totp_agent::args::Args;
 use pam_totp_agent::clock::SystemClock;
-use pam_totp_agent::config::{Config, DEFAULT_CONFIG, DEFAULT_DB};
+use pam_totp_agent::config::{Config, DEFAULT_CONFIG};
 use pam_totp_agent::directory::Nss;
 use pam_totp_agent::server::{self, Limits};
 use pam_totp_agent::service::{Paths, Service};
 use pam_totp_agent::store::SqliteStore;
 use pam_totp_agent::{fsperm, listener};
-use pam_totp_proto::DEFAULT_SOCKET;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-
-/// The pam-totp agent: holds TOTP profiles and answers the PAM module and the CLI.
-#[derive(Debug, Parser)]
-#[command(name = "pam-totp-agent", version)]
-struct Args {
-    /// Unix socket to listen on (ignored when systemd passes one)
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// SQLite database holding the profiles
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
-    db: PathBuf,
-    /// TOML configuration [default: /etc/pam-totp/agent.toml, if present]
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     match run(Args::parse()) {

@@ -233,7 +233,13 @@ fn hostile_bytes_close_only_their_connection() {
     assert!(!String::from_utf8_lossy(&reply).contains("987654"));
     // A silent client holding a connection open does not block others.
     let _idle = UnixStream::connect(&socket).unwrap();
-    assert!(agent.client().call(Request::List {}).is_ok());
+    assert!(agent
+        .client()
+        .call(Request::List {
+            after: None,
+            limit: None,
+        })
+        .is_ok());
 }
 
 #[test]

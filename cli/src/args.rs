@@ -123,6 +123,74 @@ pub enum Command {
         #[arg(long, value_name = "TEXT")]
         comment: String,
     },
+    /// Move profiles over from google-authenticator or pam_oath; they are active at once
+    #[command(subcommand)]
+    Import(ImportSource),
+    /// The audit trail of logins and changes, newest first
+    Log {
+        /// Account (default: every account for administrators, else your own)
+        #[arg(value_name = "USER")]
+        user: Option<String>,
+        /// Only entries at or after TIME: RFC 3339 (2026-11-22T10:00:00Z), a local date
+        /// (2026-11-22) or date and time (2026-11-22 10:00), or an age (30m, 1h, 2d)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// At most N entries (1 to 10000)
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = DEFAULT_LOG_LIMIT,
+            allow_negative_numbers = true
+        )]
+        limit: u32,
+    },
+    /// Agent version, uptime and paths; profile and login counts for administrators
+    Status,
+}
+
+/// Entries `log` asks for without `--limit`.
+pub const DEFAULT_LOG_LIMIT: u32 = 100;
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// Import a google-authenticator file: its secret, step size, window and scratch codes
+    /// (the file is only read)
+    #[command(name = "google-authenticator")]
+    GoogleAuthenticator(GoogleAuthenticatorArgs),
+    /// Import every HOTP/T30 and HOTP/T60 line of a pam_oath usersfile; other lines are
+    /// listed with their line numbers and skipped
+    Oath(OathArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GoogleAuthenticatorArgs {
+    /// Account to import for
+    #[arg(value_name = "USER")]
+    pub user: String,
+    /// The file [default: USER's home directory/.google_authenticator]
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: ImportOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct OathArgs {
+    /// The pam_oath usersfile (e.g. /etc/users.oath)
+    #[arg(value_name = "USERSFILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub options: ImportOptions,
+}
+
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ImportOptions {
+    /// Replace existing profiles instead of skipping them
+    #[arg(long)]
+    pub replace: bool,
+    /// Read and check everything, import nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +411,7 @@ pub fn field_of(rendered: &str) -> Option<String> {
     }
     Some(match name.as_str() {
         "user" => "account".to_owned(),
+        "usersfile" => "file".to_owned(),
         _ => name,
     })
 }
@@ -541,6 +610,15 @@ mod tests {
             (&[], None),
             (&["--json"], None),
             (&["unlock", "alice", "extra"], None),
+            (&["import", "oath"], Some("file")),
+            (&["import", "google-authenticator"], Some("account")),
+            (&["import", "oath", "/f", "--bogus"], Some("bogus")),
+            (&["import", "pam_u2f", "/f"], None),
+            (&["import"], None),
+            (&["log", "--limit", "many"], Some("limit")),
+            (&["log", "--limit", "-1"], Some("limit")),
+            (&["log", "--since"], Some("since")),
+            (&["status", "extra"], None),
         ];
         for (args, target) in cases {
             let error = invalid(args);
@@ -571,6 +649,56 @@ mod tests {
         assert_eq!(error.target.as_deref(), Some("fields"));
         let error = invalid(&["verify"]);
         assert_eq!(error.message, "missing required argument CODE");
+    }
+
+    #[test]
+    fn import_log_and_status_syntax() {
+        let cli = parse(&["import", "google-authenticator", "alice"]).unwrap();
+        let Command::Import(ImportSource::GoogleAuthenticator(args)) = cli.command else {
+            panic!("not import google-authenticator")
+        };
+        assert_eq!(args.user, "alice");
+        assert_eq!(args.file, None);
+        assert!(!args.options.replace && !args.options.dry_run);
+        let cli = parse(&[
+            "import",
+            "google-authenticator",
+            "bob",
+            "/tmp/ga",
+            "--replace",
+            "--dry-run",
+            "--json",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        let Command::Import(ImportSource::GoogleAuthenticator(args)) = cli.command else {
+            panic!("not import google-authenticator")
+        };
+        assert_eq!(args.file.as_deref(), Some(std::path::Path::new("/tmp/ga")));
+        assert!(args.options.replace && args.options.dry_run);
+        let cli = parse(&["import", "oath", "/etc/users.oath", "--dry-run"]).unwrap();
+        let Command::Import(ImportSource::Oath(args)) = cli.command else {
+            panic!("not import oath")
+        };
+        assert_eq!(args.file, PathBuf::from("/etc/users.oath"));
+        assert!(args.options.dry_run && !args.options.replace);
+        let cli = parse(&["log"]).unwrap();
+        let Command::Log { user, since, limit } = cli.command else {
+            panic!("not log")
+        };
+        assert_eq!((user, since, limit), (None, None, DEFAULT_LOG_LIMIT));
+        let cli = parse(&["log", "bob", "--since", "1h", "--limit", "5"]).unwrap();
+        let Command::Log { user, since, limit } = cli.command else {
+            panic!("not log")
+        };
+        assert_eq!(
+            (user.as_deref(), since.as_deref(), limit),
+            (Some("bob"), Some("1h"), 5)
+        );
+        assert!(matches!(
+            parse(&["status", "--json"]).unwrap().command,
+            Command::Status
+        ));
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! One subcommand -> one validated proto request, plus how its reply is to be shown.
 
-use crate::args::{sanitize, Command, EnrollArgs};
+use crate::args::{sanitize, Command, EnrollArgs, ImportSource};
+use crate::timefmt::{self, Zone};
 use pam_totp_proto::{validate, ApiError, EnrollRequest, Request, SecretString, PROFILE_FIELDS};
+
+/// Most entries one `log` asks for (the agent's limit).
+pub const MAX_LOG_LIMIT: u32 = 10_000;
 
 /// How the reply of a request is rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +27,26 @@ pub enum View {
     Unlock,
     Codes,
     Set,
+    Log,
+    Status,
+}
+
+/// What a command does: one request, or an import (a file read here, then batches).
+#[derive(Debug)]
+pub enum Job {
+    Call(Plan),
+    Import(ImportSource),
+}
+
+/// [`plan`] for every command but `import`, which is more than one request.
+pub fn prepare(
+    command: Command,
+    caller: impl FnOnce() -> Result<String, ApiError>,
+) -> Result<Job, ApiError> {
+    match command {
+        Command::Import(source) => Ok(Job::Import(source)),
+        command => plan(command, caller).map(Job::Call),
+    }
 }
 
 #[derive(Debug)]
@@ -57,7 +81,10 @@ pub fn plan(
             }
         }
         Command::List { fields } => Plan {
-            request: Request::List {},
+            request: Request::List {
+                after: None,
+                limit: None,
+            },
             view: View::List {
                 fields: fields.as_deref().map(parse_fields).transpose()?,
             },
@@ -119,6 +146,37 @@ pub fn plan(
                 },
                 view: View::Set,
             }
+        }
+        Command::Log { user, since, limit } => {
+            if !(1..=MAX_LOG_LIMIT).contains(&limit) {
+                return Err(ApiError::invalid(
+                    "limit",
+                    format!("--limit must be 1 to {MAX_LOG_LIMIT}"),
+                ));
+            }
+            let since = since
+                .map(|text| timefmt::parse_since(&text, timefmt::unix_now(), Zone::Local))
+                .transpose()?;
+            // Without USER the agent decides: everyone's for administrators, else the
+            // caller's own.
+            let account = user.map(named).transpose()?;
+            Plan {
+                request: Request::Log {
+                    account,
+                    since,
+                    limit,
+                },
+                view: View::Log,
+            }
+        }
+        Command::Status => Plan {
+            request: Request::Status {},
+            view: View::Status,
+        },
+        Command::Import(_) => {
+            return Err(ApiError::internal(
+                "import is not a single request (see commands::prepare)",
+            ))
         }
     };
     Ok(plan)
@@ -297,6 +355,9 @@ mod tests {
             (&["unlock", "bob"], "unlock", Some("bob")),
             (&["codes", "--regenerate"], "codes", Some("me")),
             (&["set", "--comment", "phone"], "set", Some("me")),
+            (&["log"], "log", None),
+            (&["log", "alice"], "log", Some("alice")),
+            (&["status"], "status", None),
         ];
         for (args, op, account) in cases {
             let plan = plan_of(args).unwrap();
@@ -324,10 +385,73 @@ mod tests {
             (&["show", "--fields", "account,secret"], "fields"),
             (&["list", "--fields", ""], "fields"),
             (&["disable", "a:b"], "account"),
+            (&["log", "--limit", "0"], "limit"),
+            (&["log", "--limit", "10001"], "limit"),
+            (&["log", "--since", "yesterday"], "since"),
+            (&["log", "a b"], "account"),
         ];
         for (args, target) in cases {
             assert_eq!(target_of(args).as_deref(), Some(*target), "{args:?}");
         }
+    }
+
+    #[test]
+    fn log_request_fields() {
+        let plan = plan_of(&["log"]).unwrap();
+        assert_eq!(plan.view, View::Log);
+        let Request::Log {
+            account,
+            since,
+            limit,
+        } = plan.request
+        else {
+            panic!("not log")
+        };
+        assert_eq!((account, since, limit), (None, None, 100));
+        let plan = plan_of(&[
+            "log",
+            "bob",
+            "--since",
+            "2026-11-22T10:00:00Z",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        let Request::Log {
+            account,
+            since,
+            limit,
+        } = plan.request
+        else {
+            panic!("not log")
+        };
+        assert_eq!(
+            (account.as_deref(), since, limit),
+            (Some("bob"), Some(1_795_341_600), 5)
+        );
+        let plan = plan_of(&["log", "--since", "1h"]).unwrap();
+        let Request::Log { since, .. } = plan.request else {
+            panic!("not log")
+        };
+        let expected = timefmt::unix_now() - 3600;
+        assert!(
+            since.is_some_and(|s| (s - expected).abs() <= 2),
+            "{since:?}"
+        );
+    }
+
+    #[test]
+    fn import_is_prepared_not_planned() {
+        let cli = Cli::try_parse_from(["pam-totp", "import", "oath", "/etc/users.oath"]).unwrap();
+        assert!(matches!(
+            prepare(cli.command, || Ok("me".into())).unwrap(),
+            Job::Import(ImportSource::Oath(_))
+        ));
+        let cli = Cli::try_parse_from(["pam-totp", "status"]).unwrap();
+        assert!(matches!(
+            prepare(cli.command, || Ok("me".into())).unwrap(),
+            Job::Call(_)
+        ));
     }
 
     #[test]

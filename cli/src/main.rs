@@ -1,16 +1,22 @@
 //! `pam-totp`: the command-line tool for users and administrators. Each command validates its
-//! input, sends one request to the agent and prints the reply (human text or `--json`).
-//! Errors: one line on stderr, the contract's JSON error object on stdout with `--json`, and
+//! input, sends one request to the agent and prints the reply (human text or `--json`);
+//! `import` reads a file and sends its profiles in batches (see `import`). Errors: one line on stderr, the contract's JSON error object on stdout with `--json`, and
 //! the contract's exit code.
 
-mod args;
 mod commands;
+mod import;
 mod output;
 mod qr;
+mod style;
+mod timefmt;
 
 use args::{Cli, ParseFailure};
 use clap::Parser;
-use pam_totp_proto::{ApiError, Client, ClientError, ErrorCode};
+use commands::Job;
+use pam_totp_cli::args;
+use pam_totp_proto::{
+    ApiError, Client, ClientError, ErrorCode, ProfileView, Reply, Request, MAX_LIST_PAGE,
+};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -37,22 +43,74 @@ fn main() -> ExitCode {
     };
     let json = cli.json;
     match run(cli) {
-        Ok(text) => match write_stdout(&text) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => fail(&error, false),
+        Ok(done) => match (write_stdout(&done.text), done.error) {
+            (Err(error), _) => fail(&error, false),
+            (Ok(()), None) => ExitCode::SUCCESS,
+            // The output already holds the error object (`--json`) or the details.
+            (Ok(()), Some(error)) => fail(&error, false),
         },
         Err(error) => fail(&error, json),
     }
 }
 
-fn run(cli: Cli) -> Result<Zeroizing<String>, ApiError> {
+/// What a command printed, and the error that decides its exit status when it only partly
+/// succeeded (an import with refused profiles).
+struct Done {
+    text: Zeroizing<String>,
+    error: Option<ApiError>,
+}
+
+fn run(cli: Cli) -> Result<Done, ApiError> {
     let socket = cli.socket_path(std::env::var_os(args::SOCKET_ENV))?;
     let json = cli.json;
-    let plan = commands::plan(cli.command, commands::caller_account)?;
-    let reply = Client::new(&socket, REQUEST_TIMEOUT)
-        .call(plan.request)
-        .map_err(|error| client_error(error, &socket))?;
-    output::render(&plan.view, reply, json, std::io::stdout().is_terminal())
+    let client = Client::new(&socket, REQUEST_TIMEOUT);
+    match commands::prepare(cli.command, commands::caller_account)? {
+        Job::Call(plan) => {
+            let reply = match plan.request {
+                Request::List { .. } => list_all(&client).map(Reply::Profiles),
+                request => client.call(request),
+            }
+            .map_err(|error| client_error(error, &socket))?;
+            let terminal = std::io::stdout().is_terminal();
+            let human = output::Human {
+                terminal,
+                colour: style::colour_from_env(json, terminal),
+                zone: timefmt::Zone::Local,
+                user_name: &user_name,
+            };
+            Ok(Done {
+                text: output::render(&plan.view, reply, json, &human)?,
+                error: None,
+            })
+        }
+        Job::Import(source) => {
+            let progress = import::progress_bar(!json && std::io::stderr().is_terminal());
+            let mut call = |request| {
+                client
+                    .call(request)
+                    .map_err(|error| client_error(error, &socket))
+            };
+            let mut system = import::System::new(&mut call);
+            let report = import::run(source, &mut system, &progress)?;
+            let text = if json {
+                format!("{}\n", report.to_json())
+            } else {
+                report.human()
+            };
+            Ok(Done {
+                text: Zeroizing::new(text),
+                error: report.exit_error(),
+            })
+        }
+    }
+}
+
+/// The account name of a uid, when NSS knows it.
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|user| user.name)
 }
 
 /// Agent errors pass through; transport failures become `unavailable` naming the socket.
@@ -95,6 +153,33 @@ fn fail(error: &ApiError, json: bool) -> ExitCode {
         output::error_message(error)
     );
     ExitCode::from(u8::try_from(error.code.exit_code()).unwrap_or(1))
+}
+
+/// Every profile, page by page: one reply holds at most [`MAX_LIST_PAGE`] of them.
+fn list_all(client: &Client) -> Result<Vec<ProfileView>, ClientError> {
+    let mut all: Vec<ProfileView> = Vec::new();
+    loop {
+        let after = all.last().map(|profile| profile.account.clone());
+        let request = Request::List {
+            after,
+            limit: Some(MAX_LIST_PAGE),
+        };
+        match client.call(request)? {
+            Reply::Profiles(page) => {
+                let full = page.len() >= MAX_LIST_PAGE as usize;
+                all.extend(page);
+                if !full {
+                    return Ok(all);
+                }
+            }
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "an unexpected '{}' reply to list",
+                    other.kind()
+                )))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,46 @@
-//! Rendering of replies and errors: compact JSON (`--json`) or terse human text.
+//! Rendering of replies and errors: compact JSON (`--json`) or terse human text. JSON carries
+//! the agent's values unchanged (times in RFC 3339 UTC); human text shows times in local time,
+//! aligns tables, and is coloured only when [`Human::colour`] allows it.
 
 use crate::args::sanitize;
 use crate::commands::View;
 use crate::qr;
-use pam_totp_proto::{ApiError, CodesReply, EnrollReply, ProfileView, Reply, PROFILE_FIELDS};
+use crate::style::{paint, result_paint, Paint};
+use crate::timefmt::Zone;
+use pam_totp_proto::{
+    ApiError, AuditEntry, CodesReply, EnrollReply, ProfileView, Reply, StatusReply, PROFILE_FIELDS,
+};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use zeroize::Zeroizing;
+
+/// How human output looks on this run.
+pub struct Human<'a> {
+    /// stdout is a terminal (enroll draws its QR code only there).
+    pub terminal: bool,
+    /// Colour allowed (see [`crate::style::colour_allowed`]).
+    pub colour: bool,
+    /// The zone times are shown in.
+    pub zone: Zone,
+    /// The account name of a uid, when NSS knows it.
+    pub user_name: &'a dyn Fn(u32) -> Option<String>,
+}
+
+/// Profile fields that hold times.
+const TIME_FIELDS: &[&str] = &[
+    "created_at",
+    "changed_at",
+    "verified_at",
+    "last_used_at",
+    "locked_until",
+];
+
+/// Columns of `log`, in order.
+pub const LOG_COLUMNS: &[&str] = &[
+    "time", "account", "op", "service", "rhost", "tty", "caller", "result",
+];
 
 /// Columns of `list` without `--fields`.
 pub const LIST_COLUMNS: &[&str] = &[
@@ -29,8 +62,9 @@ pub fn render(
     view: &View,
     reply: Reply,
     json: bool,
-    terminal: bool,
+    human: &Human<'_>,
 ) -> Result<Zeroizing<String>, ApiError> {
+    let terminal = human.terminal;
     let mut out = Zeroizing::new(String::new());
     match (view, reply) {
         (View::Enroll { own }, Reply::Enrolled(enrolled)) => {
@@ -53,7 +87,7 @@ pub fn render(
             if json {
                 push_json(&mut out, &Picked::new(&object, fields))?;
             } else {
-                out.push_str(&key_values(&object, fields));
+                out.push_str(&key_values(&object, fields, human));
             }
         }
         (View::List { fields }, Reply::Profiles(profiles)) => {
@@ -69,7 +103,33 @@ pub fn render(
             } else if objects.is_empty() {
                 out.push_str("No profiles.\n");
             } else {
-                out.push_str(&table(&objects, fields.as_deref().unwrap_or(LIST_COLUMNS)));
+                let columns = fields.as_deref().unwrap_or(LIST_COLUMNS);
+                let rows: Vec<Vec<Cell>> = objects
+                    .iter()
+                    .map(|object| {
+                        columns
+                            .iter()
+                            .map(|field| profile_cell(object, field, human))
+                            .collect()
+                    })
+                    .collect();
+                out.push_str(&table(columns, &rows, human.colour));
+            }
+        }
+        (View::Log, Reply::Log(entries)) => {
+            if json {
+                push_json(&mut out, &entries)?;
+            } else if entries.is_empty() {
+                out.push_str("No entries.\n");
+            } else {
+                out.push_str(&log_table(&entries, human));
+            }
+        }
+        (View::Status, Reply::Status(status)) => {
+            if json {
+                push_json(&mut out, &status)?;
+            } else {
+                out.push_str(&status_text(&status));
             }
         }
         (View::Remove, Reply::Removed { account }) => {
@@ -171,49 +231,145 @@ pub fn human_value(value: Option<&Value>) -> String {
     }
 }
 
+/// One table cell: its text (already safe to print) and its colour.
+pub type Cell = (String, Option<Paint>);
+
+/// A profile field for people: times in the zone, states coloured.
+fn profile_cell(object: &Map<String, Value>, field: &str, human: &Human<'_>) -> Cell {
+    let value = object.get(field);
+    let text = match value {
+        Some(Value::String(time)) if TIME_FIELDS.contains(&field) => {
+            human.zone.human(&sanitize(time))
+        }
+        _ => human_value(value),
+    };
+    let colour = match (field, value) {
+        ("verified", Some(Value::Bool(true))) | ("enabled", Some(Value::Bool(true))) => {
+            Some(Paint::Green)
+        }
+        ("verified", Some(Value::Bool(false))) => Some(Paint::Yellow),
+        ("enabled", Some(Value::Bool(false))) => Some(Paint::Red),
+        ("locked_until", Some(Value::String(_))) => Some(Paint::Red),
+        _ => None,
+    };
+    (text, colour)
+}
+
 /// `key: value` lines with the values aligned.
-pub fn key_values(object: &Map<String, Value>, fields: &[&str]) -> String {
+pub fn key_values(object: &Map<String, Value>, fields: &[&str], human: &Human<'_>) -> String {
     let width = fields.iter().map(|f| f.len() + 1).max().unwrap_or(0);
     let mut out = String::new();
     for field in fields {
         let key = format!("{field}:");
-        let value = human_value(object.get(*field));
-        let _ = writeln!(out, "{}", format!("{key:<width$} {value}").trim_end());
+        let (value, colour) = profile_cell(object, field, human);
+        let line = format!("{key:<width$} {}", paint(&value, colour, human.colour));
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }
 
-/// A table with a header row; columns are left-aligned and separated by two spaces.
-pub fn table(objects: &[Map<String, Value>], columns: &[&str]) -> String {
-    let rows: Vec<Vec<String>> = std::iter::once(columns.iter().map(|c| c.to_string()).collect())
-        .chain(objects.iter().map(|object| {
-            columns
-                .iter()
-                .map(|c| human_value(object.get(*c)))
-                .collect()
-        }))
-        .collect();
+/// A table with a header row; columns are left-aligned and separated by two spaces. Widths
+/// count characters before colour is added, so coloured cells stay aligned.
+pub fn table(columns: &[&str], rows: &[Vec<Cell>], colour: bool) -> String {
+    let header: Vec<Cell> = columns.iter().map(|c| (c.to_string(), None)).collect();
+    let all: Vec<&Vec<Cell>> = std::iter::once(&header).chain(rows.iter()).collect();
     let widths: Vec<usize> = (0..columns.len())
         .map(|i| {
-            rows.iter()
-                .map(|row| row[i].chars().count())
+            all.iter()
+                .map(|row| row.get(i).map_or(0, |cell| cell.0.chars().count()))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
     let mut out = String::new();
-    for row in &rows {
+    for row in all {
         let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
+        for (i, (text, colour_of)) in row.iter().enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
-            line.push_str(cell);
-            let pad = widths[i].saturating_sub(cell.chars().count());
+            line.push_str(&paint(text, *colour_of, colour));
+            let pad = widths[i].saturating_sub(text.chars().count());
             line.extend(std::iter::repeat_n(' ', pad));
         }
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// The audit trail as a table: local times, caller uids as names when known.
+fn log_table(entries: &[AuditEntry], human: &Human<'_>) -> String {
+    let mut names: HashMap<u32, String> = HashMap::new();
+    let optional = |value: &Option<String>| match value.as_deref() {
+        None | Some("") => "-".to_owned(),
+        Some(text) => sanitize(text),
+    };
+    let rows: Vec<Vec<Cell>> = entries
+        .iter()
+        .map(|entry| {
+            let caller = names
+                .entry(entry.caller_uid)
+                .or_insert_with(|| {
+                    (human.user_name)(entry.caller_uid)
+                        .map(|name| sanitize(&name))
+                        .unwrap_or_else(|| entry.caller_uid.to_string())
+                })
+                .clone();
+            vec![
+                (human.zone.human(&sanitize(&entry.time)), None),
+                (sanitize(&entry.account), None),
+                (sanitize(&entry.op), None),
+                (optional(&entry.service), None),
+                (optional(&entry.rhost), None),
+                (optional(&entry.tty), None),
+                (caller, None),
+                (sanitize(&entry.result), result_paint(&entry.result)),
+            ]
+        })
+        .collect();
+    table(LOG_COLUMNS, &rows, human.colour)
+}
+
+/// `status` for people; the counts only when the agent sent them (administrators).
+fn status_text(status: &StatusReply) -> String {
+    let uptime = humantime::format_duration(std::time::Duration::from_secs(status.uptime_seconds));
+    let mut lines: Vec<(&str, String)> = vec![
+        ("version", sanitize(&status.version)),
+        ("uptime", uptime.to_string()),
+        ("socket", sanitize(&status.socket)),
+        ("database", sanitize(&status.database)),
+    ];
+    if let Some(profiles) = &status.profiles {
+        lines.push((
+            "profiles",
+            format!(
+                "{} pending, {} active, {} disabled, {} locked",
+                profiles.pending, profiles.active, profiles.disabled, profiles.locked
+            ),
+        ));
+    }
+    if let Some(recent) = &status.last_hour {
+        lines.push((
+            "last hour",
+            format!(
+                "{} login{}, {} failure{}",
+                recent.logins,
+                if recent.logins == 1 { "" } else { "s" },
+                recent.failures,
+                if recent.failures == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    let width = lines
+        .iter()
+        .map(|(key, _)| key.len() + 1)
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in lines {
+        let key = format!("{key}:");
+        let _ = writeln!(out, "{key:<width$} {value}");
     }
     out
 }
@@ -289,6 +445,15 @@ pub fn error_message(error: &ApiError) -> String {
     }
 }
 
+/// The contract's error object `{"code","message","target"}` as a JSON value.
+pub fn error_object(error: &ApiError) -> Value {
+    serde_json::json!({
+        "code": error.code.as_str(),
+        "message": error_message(error),
+        "target": error.target,
+    })
+}
+
 /// `{"error":{"code":..,"message":..,"target":..}}` and a newline.
 pub fn error_json(error: &ApiError) -> String {
     let message = error_message(error);
@@ -340,8 +505,22 @@ mod tests {
         }
     }
 
+    fn no_names(_: u32) -> Option<String> {
+        None
+    }
+
+    /// Human output as off a terminal, in UTC.
+    fn plain() -> Human<'static> {
+        Human {
+            terminal: false,
+            colour: false,
+            zone: Zone::Fixed(chrono::FixedOffset::east_opt(0).unwrap()),
+            user_name: &no_names,
+        }
+    }
+
     fn text(view: View, reply: Reply, json: bool) -> String {
-        render(&view, reply, json, false).unwrap().to_string()
+        render(&view, reply, json, &plain()).unwrap().to_string()
     }
 
     fn parse(text: &str) -> Value {
@@ -434,20 +613,189 @@ mod tests {
         assert_eq!(
             lines[0],
             "account     uid      verified  enabled  algorithm  digits  period  \
-             failed_attempts  locked_until          comment"
+             failed_attempts  locked_until         comment"
         );
         assert_eq!(
             lines[1],
             "al          1000     true      true     SHA1       6       30      \
-             0                -                     phone"
+             0                -                    phone"
         );
         assert_eq!(
             lines[2],
             "maximilian  1000001  true      true     SHA1       6       30      \
-             5                2024-01-01T00:15:00Z  -"
+             5                2024-01-01 00:15:00  -"
         );
         let column = lines[0].find("comment").unwrap();
         assert_eq!(lines[1].find("phone"), Some(column));
+    }
+
+    #[test]
+    fn human_times_are_local_json_times_are_utc() {
+        let mut profile = sample("alice");
+        profile.last_used_at = Some("2024-01-01T23:30:00Z".into());
+        let view = View::Show {
+            fields: Some(vec!["created_at", "last_used_at", "verified_at"]),
+        };
+        let plus_two = Human {
+            zone: Zone::Fixed(chrono::FixedOffset::east_opt(7200).unwrap()),
+            ..plain()
+        };
+        let out = render(&view, Reply::Profile(profile.clone()), false, &plus_two).unwrap();
+        assert_eq!(
+            out.as_str(),
+            "created_at:   2024-01-01 02:00:00\n\
+             last_used_at: 2024-01-02 01:30:00\n\
+             verified_at:  2024-01-01 02:01:00\n"
+        );
+        let out = render(&view, Reply::Profile(profile), true, &plus_two).unwrap();
+        assert_eq!(
+            out.as_str(),
+            "{\"created_at\":\"2024-01-01T00:00:00Z\",\"last_used_at\":\"2024-01-01T23:30:00Z\",\
+             \"verified_at\":\"2024-01-01T00:01:00Z\"}\n"
+        );
+    }
+
+    #[test]
+    fn colour_keeps_tables_aligned() {
+        let mut disabled = sample("bob");
+        disabled.enabled = false;
+        disabled.verified = false;
+        let coloured = Human {
+            colour: true,
+            ..plain()
+        };
+        let view = View::List {
+            fields: Some(vec!["account", "verified", "enabled", "uid"]),
+        };
+        let reply = || Reply::Profiles(vec![sample("alice"), disabled.clone()]);
+        let out = render(&view, reply(), false, &coloured).unwrap();
+        assert!(out.contains("\u{1b}[32mtrue\u{1b}[0m"), "{out:?}");
+        assert!(out.contains("\u{1b}[31mfalse\u{1b}[0m"), "{out:?}");
+        let stripped = out
+            .replace("\u{1b}[32m", "")
+            .replace("\u{1b}[33m", "")
+            .replace("\u{1b}[31m", "")
+            .replace("\u{1b}[0m", "");
+        assert_eq!(stripped, text(view.clone(), reply(), false));
+        // No colour off a terminal, and never in JSON.
+        assert!(!text(view.clone(), reply(), false).contains('\u{1b}'));
+        let json = render(&view, reply(), true, &coloured).unwrap();
+        assert!(!json.contains('\u{1b}'));
+    }
+
+    fn entry(time: &str, result: &str, caller_uid: u32) -> AuditEntry {
+        AuditEntry {
+            time: time.into(),
+            account: "alice".into(),
+            op: "authenticate".into(),
+            result: result.into(),
+            service: Some("sshd".into()),
+            rhost: Some("192.0.2.7".into()),
+            tty: None,
+            caller_uid,
+        }
+    }
+
+    #[test]
+    fn log_table_and_json() {
+        let entries = vec![
+            entry("2026-11-22T10:00:05Z", "wrong_code", 0),
+            entry("2026-11-22T09:59:00Z", "success", 1001),
+        ];
+        fn names(uid: u32) -> Option<String> {
+            (uid == 0).then(|| "root".to_owned())
+        }
+        let human = Human {
+            user_name: &names,
+            ..plain()
+        };
+        let out = render(&View::Log, Reply::Log(entries.clone()), false, &human).unwrap();
+        assert_eq!(
+            out.as_str(),
+            "time                 account  op            service  rhost      tty  caller  result\n\
+             2026-11-22 10:00:05  alice    authenticate  sshd     192.0.2.7  -    root    wrong_code\n\
+             2026-11-22 09:59:00  alice    authenticate  sshd     192.0.2.7  -    1001    success\n"
+        );
+        let coloured = Human {
+            colour: true,
+            ..human
+        };
+        let out = render(&View::Log, Reply::Log(entries.clone()), false, &coloured).unwrap();
+        assert!(out.contains("\u{1b}[31mwrong_code\u{1b}[0m"));
+        assert!(out.contains("\u{1b}[32msuccess\u{1b}[0m"));
+        let out = text(View::Log, Reply::Log(entries), true);
+        let value = parse(&out);
+        assert_eq!(value[0]["time"], "2026-11-22T10:00:05Z");
+        assert_eq!(value[0]["caller_uid"], 0);
+        assert_eq!(value[0]["tty"], Value::Null);
+        let mut keys: Vec<&String> = value[0].as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "account",
+                "caller_uid",
+                "op",
+                "result",
+                "rhost",
+                "service",
+                "time",
+                "tty"
+            ]
+        );
+        assert_eq!(text(View::Log, Reply::Log(vec![]), false), "No entries.\n");
+        assert_eq!(text(View::Log, Reply::Log(vec![]), true), "[]\n");
+    }
+
+    #[test]
+    fn log_never_prints_control_characters() {
+        let mut evil = entry("2026-11-22T10:00:05Z", "success", 0);
+        evil.rhost = Some("\u{1b}[2Jhost\n".into());
+        let out = text(View::Log, Reply::Log(vec![evil]), false);
+        assert!(!out.contains('\u{1b}'));
+        assert_eq!(out.lines().count(), 2);
+    }
+
+    #[test]
+    fn status_text_and_json() {
+        let mut status = StatusReply {
+            version: "0.1.0".into(),
+            uptime_seconds: 3725,
+            socket: "/run/pam-totp/agent.sock".into(),
+            database: "/var/lib/pam-totp/profiles.sqlite3".into(),
+            profiles: Some(pam_totp_proto::ProfileCounts {
+                pending: 1,
+                active: 3,
+                disabled: 0,
+                locked: 2,
+            }),
+            last_hour: Some(pam_totp_proto::RecentAttempts {
+                logins: 1,
+                failures: 4,
+            }),
+        };
+        assert_eq!(
+            text(View::Status, Reply::Status(status.clone()), false),
+            "version:   0.1.0\n\
+             uptime:    1h 2m 5s\n\
+             socket:    /run/pam-totp/agent.sock\n\
+             database:  /var/lib/pam-totp/profiles.sqlite3\n\
+             profiles:  1 pending, 3 active, 0 disabled, 2 locked\n\
+             last hour: 1 login, 4 failures\n"
+        );
+        let value = parse(&text(View::Status, Reply::Status(status.clone()), true));
+        assert_eq!(value["profiles"]["locked"], 2);
+        assert_eq!(value["last_hour"]["failures"], 4);
+        assert_eq!(value["uptime_seconds"], 3725);
+        status.profiles = None;
+        status.last_hour = None;
+        let out = text(View::Status, Reply::Status(status.clone()), false);
+        assert!(
+            !out.contains("profiles:") && !out.contains("last hour"),
+            "{out}"
+        );
+        let value = parse(&text(View::Status, Reply::Status(status), true));
+        assert_eq!(value["profiles"], Value::Null);
     }
 
     #[test]
@@ -512,22 +860,25 @@ mod tests {
 
     #[test]
     fn enroll_text_shows_the_qr_only_on_a_terminal() {
-        let plain = render(
+        let off = render(
             &View::Enroll { own: true },
             Reply::Enrolled(enrolled()),
             false,
-            false,
+            &plain(),
         )
         .unwrap();
-        assert!(plain.contains("Secret:    JBSWY3DPEHPK3PXP\n"));
-        assert!(plain.contains("  12345678\n"));
-        assert!(plain.contains("pam-totp verify CODE"));
-        assert!(!plain.contains('\u{2588}'));
+        assert!(off.contains("Secret:    JBSWY3DPEHPK3PXP\n"));
+        assert!(off.contains("  12345678\n"));
+        assert!(off.contains("pam-totp verify CODE"));
+        assert!(!off.contains('\u{2588}'));
         let tty = render(
             &View::Enroll { own: false },
             Reply::Enrolled(enrolled()),
             false,
-            true,
+            &Human {
+                terminal: true,
+                ..plain()
+            },
         )
         .unwrap();
         assert!(tty.contains('\u{2588}'));
@@ -579,7 +930,7 @@ mod tests {
                 account: "x".into(),
             },
             true,
-            false,
+            &plain(),
         )
         .err()
         .unwrap();

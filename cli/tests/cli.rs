@@ -284,7 +284,7 @@ fn show_fields_and_human_output() {
     );
     assert_eq!(
         agent.request()["request"],
-        serde_json::json!({"op": "list"})
+        serde_json::json!({"op": "list", "limit": 1000})
     );
 }
 
@@ -433,4 +433,83 @@ fn remove_json_shape() {
         agent.request()["request"],
         serde_json::json!({"op": "remove", "account": "alice", "code": null})
     );
+}
+
+#[test]
+fn log_and_status_requests() {
+    let agent = FakeAgent::answering(&Response::Ok(Reply::Log(vec![])));
+    let output = run(&[
+        "--socket",
+        agent.socket(),
+        "log",
+        "bob",
+        "--since",
+        "2026-11-22T10:00:00Z",
+        "--limit",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "[]\n");
+    assert_eq!(
+        agent.request()["request"],
+        serde_json::json!({"op": "log", "account": "bob", "since": 1_795_341_600, "limit": 5})
+    );
+    let agent = FakeAgent::answering(&Response::Ok(Reply::Log(vec![])));
+    let output = run(&["--socket", agent.socket(), "log"]);
+    assert_eq!(stdout(&output), "No entries.\n");
+    assert_eq!(
+        agent.request()["request"],
+        serde_json::json!({"op": "log", "account": null, "since": null, "limit": 100})
+    );
+    let agent = FakeAgent::answering(&Response::Err(ApiError::permission_denied("no")));
+    let output = run(&["--socket", agent.socket(), "status", "--json"]);
+    assert_error(&output, ErrorCode::PermissionDenied);
+    assert_eq!(
+        agent.request()["request"],
+        serde_json::json!({"op": "status"})
+    );
+    for (args, target) in [
+        (&["log", "--since", "soon"][..], "since"),
+        (&["log", "--limit", "0"], "limit"),
+        (&["import", "oath"], "file"),
+        (&["import", "oath", "/nonexistent/users.oath"], "file"),
+        (&["import", "google-authenticator", "a:b", "/x"], "account"),
+    ] {
+        let mut full = vec!["--socket", MISSING_SOCKET, "--json"];
+        full.extend_from_slice(args);
+        let output = run(&full);
+        assert_eq!(
+            assert_error(&output, ErrorCode::InvalidArgument).as_deref(),
+            Some(target),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn import_dry_run_needs_no_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.oath");
+    std::fs::write(
+        &file,
+        "HOTP root - 3132333435363738393031323334353637383930\n\
+         HOTP/T30 root - 3132333435363738393031323334353637383930\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let output = run(&[
+        "--socket",
+        MISSING_SOCKET,
+        "import",
+        "oath",
+        path,
+        "--dry-run",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("line 1 (root): skipped: "));
+    assert!(stdout(&output).contains("\nDry run: 1 to import, 1 skipped; nothing was sent ("));
+    // Without --dry-run the profile is sent: no agent, exit 8.
+    let output = run(&["--socket", MISSING_SOCKET, "--json", "import", "oath", path]);
+    assert_error(&output, ErrorCode::Unavailable);
 }

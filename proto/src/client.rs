@@ -4,7 +4,7 @@
 //! The connect is non-blocking so a stopped agent with a full backlog cannot hang a login.
 
 use crate::error::{ApiError, ErrorCode};
-use crate::frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+use crate::frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN, MAX_REPLY_LEN};
 use crate::message::{Reply, Request, RequestEnvelope, Response};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -65,9 +65,15 @@ impl Client {
         let mut payload = Zeroizing::new(Vec::with_capacity(512));
         serde_json::to_writer(&mut *payload, &RequestEnvelope::new(request))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if payload.len() > MAX_FRAME_LEN {
+            return Err(ClientError::Protocol(format!(
+                "request of {} bytes exceeds the agent's {MAX_FRAME_LEN}-byte limit",
+                payload.len()
+            )));
+        }
         write_frame(&mut io, &payload).map_err(|e| self.transport_error(e))?;
         let reply = Zeroizing::new(
-            read_frame(&mut io, MAX_FRAME_LEN).map_err(|e| self.transport_error(e))?,
+            read_frame(&mut io, MAX_REPLY_LEN).map_err(|e| self.transport_error(e))?,
         );
         let response: Response = serde_json::from_slice(&reply)
             .map_err(|e| ClientError::Protocol(format!("undecodable reply: {e}")))?;
@@ -194,7 +200,10 @@ mod tests {
     #[test]
     fn missing_socket_is_unavailable() {
         let client = Client::new("/nonexistent/pam-totp.sock", Duration::from_secs(1));
-        let error = client.call(Request::List {}).err();
+        let error = client.call(Request::List {
+            after: None,
+            limit: None,
+        }).err();
         assert_eq!(error.map(|e| e.code()), Some(ErrorCode::Unavailable));
     }
 
@@ -205,7 +214,10 @@ mod tests {
         let listener = UnixListener::bind(&path);
         assert!(listener.is_ok());
         let client = Client::new(&path, Duration::from_millis(200));
-        let error = client.call(Request::List {}).err();
+        let error = client.call(Request::List {
+            after: None,
+            limit: None,
+        }).err();
         assert!(matches!(error, Some(ClientError::TimedOut(_))), "{error:?}");
         let _ = std::fs::remove_file(&path);
     }

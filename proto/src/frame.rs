@@ -5,8 +5,11 @@
 
 use std::io::{self, Read, Write};
 
-/// Largest frame either side accepts. Every message is far smaller.
+/// Largest request the agent reads: every request is far smaller, and anyone can send one.
 pub const MAX_FRAME_LEN: usize = 64 * 1024;
+/// Largest reply a client reads. Replies come from the agent (a path only root controls) and
+/// may carry a page of profiles or audit rows; still bounded, so memory stays bounded.
+pub const MAX_REPLY_LEN: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -34,21 +37,19 @@ impl From<io::Error> for FrameError {
     }
 }
 
-/// Writes one frame.
+/// Writes one frame of at most [`MAX_REPLY_LEN`] bytes (the reader applies its own limit).
 pub fn write_frame(writer: &mut impl Write, payload: &[u8]) -> Result<(), FrameError> {
     if payload.is_empty() {
         return Err(FrameError::Empty);
     }
-    if payload.len() > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge {
-            len: payload.len(),
-            max: MAX_FRAME_LEN,
-        });
-    }
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
+    let too_large = || FrameError::TooLarge {
         len: payload.len(),
-        max: MAX_FRAME_LEN,
-    })?;
+        max: MAX_REPLY_LEN,
+    };
+    if payload.len() > MAX_REPLY_LEN {
+        return Err(too_large());
+    }
+    let len = u32::try_from(payload.len()).map_err(|_| too_large())?;
     let mut buffer = Vec::with_capacity(4 + payload.len());
     buffer.extend_from_slice(&len.to_be_bytes());
     buffer.extend_from_slice(payload);
@@ -154,7 +155,7 @@ mod tests {
     #[test]
     fn oversize_payload_is_not_written() {
         let mut out = Vec::new();
-        let big = vec![b'x'; MAX_FRAME_LEN + 1];
+        let big = vec![b'x'; MAX_REPLY_LEN + 1];
         assert!(matches!(
             write_frame(&mut out, &big),
             Err(FrameError::TooLarge { .. })

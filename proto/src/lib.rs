@@ -16,7 +16,7 @@ pub use error::{ApiError, ErrorCode};
 pub use message::{
     AuditEntry, AuthMethod, AuthReply, CodesReply, EnrollReply, EnrollRequest, ImportOutcome,
     ImportProfile, LoginContext, ProbeReply, ProfileCounts, RecentAttempts, Reply, Request,
-    RequestEnvelope, Response, StatusReply, PROTOCOL_VERSION,
+    RequestEnvelope, Response, StatusReply, MAX_LIST_PAGE, PROTOCOL_VERSION,
 };
 pub use profile::{Algorithm, ProfileView, PROFILE_FIELDS};
 pub use secret::SecretString;

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Bumped on any incompatible change; the agent refuses other versions.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Most profiles in one `list` reply (about 600 KiB of JSON); clients page for more.
+pub const MAX_LIST_PAGE: u32 = 1000;
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestEnvelope {
@@ -75,8 +78,14 @@ pub enum Request {
     Show {
         account: String,
     },
-    /// A struct variant, not a unit one, so unknown fields are refused here too.
-    List {},
+    /// One page of profiles, ordered by account, starting after `after`.
+    List {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// At most [`MAX_LIST_PAGE`]; the default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     Disable {
         account: String,
     },
@@ -141,7 +150,7 @@ impl Request {
             Self::Enroll(_) => "enroll",
             Self::Verify { .. } => "verify",
             Self::Show { .. } => "show",
-            Self::List {} => "list",
+            Self::List { .. } => "list",
             Self::Disable { .. } => "disable",
             Self::Enable { .. } => "enable",
             Self::Remove { .. } => "remove",
@@ -169,7 +178,7 @@ impl Request {
             | Self::SetComment { account, .. } => Some(account),
             Self::Enroll(enroll) => Some(&enroll.account),
             Self::Log { account, .. } => account.as_deref(),
-            Self::List {} | Self::Import { .. } | Self::Status {} => None,
+            Self::List { .. } | Self::Import { .. } | Self::Status {} => None,
         }
     }
 }
@@ -537,7 +546,10 @@ mod tests {
                 enroll().prop_map(Request::Enroll),
                 (account(), secret()).prop_map(|(account, code)| Request::Verify { account, code }),
                 account().prop_map(|account| Request::Show { account }),
-                Just(()).prop_map(|()| Request::List {}),
+                Just(()).prop_map(|()| Request::List {
+                    after: None,
+                    limit: None,
+                }),
                 account().prop_map(|account| Request::Disable { account }),
                 account().prop_map(|account| Request::Enable { account }),
                 (account(), proptest::option::of(secret()))

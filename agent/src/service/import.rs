@@ -2,7 +2,7 @@
 //! pam_oath. Each profile is decided on its own; all of one request commit together.
 
 use super::{denied, store_error, Service};
-use crate::authz::{Op, Peer, Relation};
+use crate::authz::{self, Op, Peer, Relation};
 use crate::config::MAX_WINDOW;
 use crate::secret;
 use crate::store::{Change, Decision, Outcome, ProfileRecord};
@@ -29,9 +29,18 @@ impl Service {
             ));
         }
         let now = self.clock.now();
+        let is_admin = self.is_admin(peer.uid);
+        let names: Vec<&str> = profiles.iter().map(|p| p.account.as_str()).collect();
+        let uids = self.directory.uids_of(&names);
         let prepared: Vec<(String, Result<ProfileRecord, ApiError>)> = profiles
             .into_iter()
-            .map(|profile| (profile.account.clone(), self.prepare_import(profile, now)))
+            .map(|profile| {
+                let uid = uids.get(&profile.account).copied();
+                (
+                    profile.account.clone(),
+                    self.prepare_import(profile, uid, now),
+                )
+            })
             .collect();
         let mut verdicts: Vec<Option<Result<(), ApiError>>> = vec![None; prepared.len()];
         let mut jobs: Vec<(String, Box<Decision<'_>>)> = Vec::new();
@@ -44,7 +53,9 @@ impl Service {
                 }
             };
             let decide = move |current: Option<&ProfileRecord>, _: Option<&_>| {
-                let relation = self.relation(peer, account, current);
+                // The uid was looked up before the transaction: no NSS call while it is open.
+                let relation =
+                    authz::relation(is_admin, peer.uid, Some(record.uid), current.map(|r| r.uid));
                 let (result, change, label) =
                     self.decide_import(relation, record, current, replace);
                 *verdict = Some(result);
@@ -72,7 +83,12 @@ impl Service {
 
     /// Checks one profile's fields and builds its record: active at once, since the other
     /// tool's secret is already in the user's app.
-    fn prepare_import(&self, profile: ImportProfile, now: i64) -> Result<ProfileRecord, ApiError> {
+    fn prepare_import(
+        &self,
+        profile: ImportProfile,
+        uid: Option<u32>,
+        now: i64,
+    ) -> Result<ProfileRecord, ApiError> {
         validate::account(&profile.account)?;
         validate::digits(profile.digits)?;
         validate::period(profile.period)?;
@@ -107,7 +123,7 @@ impl Service {
                 ),
             ));
         }
-        let Some(uid) = self.directory.uid_of(&profile.account) else {
+        let Some(uid) = uid else {
             return Err(
                 ApiError::not_found(format!("no such account: '{}'", profile.account))
                     .with_target("account"),

@@ -7,7 +7,7 @@ use crate::authz::{Op, Peer, Relation};
 use crate::secret;
 use crate::store::{Change, ProfileRecord};
 use pam_totp_proto::validate;
-use pam_totp_proto::{ApiError, CodesReply, LoginContext, Reply, SecretString};
+use pam_totp_proto::{ApiError, CodesReply, LoginContext, Reply, SecretString, MAX_LIST_PAGE};
 
 /// What an owner must show to change their own profile (admins never need a code).
 #[derive(Debug, Clone, Copy)]
@@ -28,13 +28,25 @@ impl Service {
         Ok(Reply::Profile(self.view(&record, relation)))
     }
 
-    pub(super) fn list(&self, peer: Peer) -> Result<Reply, ApiError> {
+    pub(super) fn list(
+        &self,
+        peer: Peer,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Reply, ApiError> {
         if !self.is_admin(peer.uid) {
             return Err(ApiError::permission_denied(
                 "permission denied: only administrators may list profiles",
             ));
         }
-        let records = self.store.list().map_err(store_error)?;
+        let limit = limit.unwrap_or(MAX_LIST_PAGE);
+        if !(1..=MAX_LIST_PAGE).contains(&limit) {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("limit must be 1 to {MAX_LIST_PAGE}"),
+            ));
+        }
+        let records = self.store.list(after, limit).map_err(store_error)?;
         Ok(Reply::Profiles(
             records
                 .iter()

@@ -151,7 +151,7 @@ impl Service {
                 .map(|(_, view)| Reply::Profile(view)),
             Request::Enroll(enroll) => self.enroll(peer, enroll),
             Request::Show { account } => self.show(peer, &account),
-            Request::List {} => self.list(peer),
+            Request::List { after, limit } => self.list(peer, after.as_deref(), limit),
             Request::Disable { account } => self.set_enabled(peer, &account, false),
             Request::Enable { account } => self.set_enabled(peer, &account, true),
             Request::Remove { account, code } => self.remove(peer, &account, code.as_ref()),

@@ -471,7 +471,10 @@ fn other_users_are_refused_even_with_a_valid_code() {
             context: LoginContext::default(),
             grace: None,
         },
-        Request::List {},
+        Request::List {
+            after: None,
+            limit: None,
+        },
         Request::Disable {
             account: "alice".into(),
         },
@@ -507,7 +510,7 @@ fn other_users_are_refused_even_with_a_valid_code() {
         )
         .is_ok());
     assert!(
-        matches!(h.call(OPERATOR, Request::List {}), Ok(Reply::Profiles(ref l)) if l.len() == 1)
+        matches!(h.call(OPERATOR, Request::List { after: None, limit: None }), Ok(Reply::Profiles(ref l)) if l.len() == 1)
     );
 }
 
@@ -694,7 +697,9 @@ fn bad_input_names_the_field_and_stores_nothing() {
         let error = h.enroll(ROOT, request).err().unwrap();
         assert_eq!(error.target.as_deref(), Some(field));
     }
-    assert!(matches!(h.call(ROOT, Request::List {}), Ok(Reply::Profiles(ref l)) if l.is_empty()));
+    assert!(
+        matches!(h.call(ROOT, Request::List { after: None, limit: None }), Ok(Reply::Profiles(ref l)) if l.is_empty())
+    );
     h.active_alice();
     let error = h.login(ROOT, "alice", "12ab56").unwrap_err();
     assert_eq!(
@@ -1042,4 +1047,40 @@ fn status_counts_for_admins_only_and_retention_prunes() {
     h.clock.advance(366 * 24 * 60 * 60);
     assert!(h.service.prune_audit().unwrap() >= 3);
     assert!(h.audit_results("alice").is_empty());
+}
+
+#[test]
+fn list_pages_in_account_order() {
+    let h = harness();
+    h.active_alice();
+    h.enroll(ROOT, enroll_request("bob")).unwrap();
+    h.enroll(ROOT, enroll_request("operator")).unwrap();
+    let page = |after: Option<&str>, limit: Option<u32>| match h.call(
+        ROOT,
+        Request::List {
+            after: after.map(str::to_owned),
+            limit,
+        },
+    ) {
+        Ok(Reply::Profiles(profiles)) => profiles
+            .into_iter()
+            .map(|p| p.account)
+            .collect::<Vec<String>>(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(page(None, Some(2)), ["alice", "bob"]);
+    assert_eq!(page(Some("bob"), Some(2)), ["operator"]);
+    assert_eq!(page(None, None).len(), 3);
+    for bad in [0, pam_totp_proto::MAX_LIST_PAGE + 1] {
+        let error = h
+            .call(
+                ROOT,
+                Request::List {
+                    after: None,
+                    limit: Some(bad),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(error.target.as_deref(), Some("limit"));
+    }
 }

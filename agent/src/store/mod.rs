@@ -138,7 +138,8 @@ pub type Decision<'a> = dyn FnMut(Option<&ProfileRecord>, Option<&SourceRecord>)
 
 pub trait Store: Send + Sync {
     fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError>;
-    fn list(&self) -> Result<Vec<ProfileRecord>, StoreError>;
+    /// Up to `limit` profiles ordered by account, starting after `after`.
+    fn list(&self, after: Option<&str>, limit: u32) -> Result<Vec<ProfileRecord>, StoreError>;
     /// Reads the account's record (and `source`'s, if given), lets `decide` choose the
     /// outcome, and applies all of it in one exclusive transaction. Returns the profile as
     /// stored afterwards. Replacing or deleting a profile forgets its sources.

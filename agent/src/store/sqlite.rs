@@ -385,15 +385,16 @@ impl Store for SqliteStore {
         self.batches.read(|connection| load(connection, account))
     }
 
-    fn list(&self) -> Result<Vec<ProfileRecord>, StoreError> {
+    fn list(&self, after: Option<&str>, limit: u32) -> Result<Vec<ProfileRecord>, StoreError> {
         self.batches.read(|connection| {
             let mut statement = connection
                 .prepare(&format!(
-                    "SELECT {PROFILE_COLUMNS} FROM profiles ORDER BY account"
+                    "SELECT {PROFILE_COLUMNS} FROM profiles WHERE (?1 IS NULL OR account > ?1) \
+                     ORDER BY account LIMIT ?2"
                 ))
                 .map_err(read_error)?;
             let rows = statement
-                .query_map([], record_from_row)
+                .query_map(params![after, limit], record_from_row)
                 .map_err(read_error)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
         })
@@ -608,7 +609,7 @@ mod tests {
         let first = save_record(&store, record("bob")).map(|r| r.id);
         let second = save_record(&store, record("bob")).map(|r| r.id);
         assert_ne!(first, second);
-        assert_eq!(store.list().map(|l| l.len()).ok(), Some(1));
+        assert_eq!(store.list(None, 10).map(|l| l.len()).ok(), Some(1));
         let gone = store.transact("bob", None, &mut |_, _| Outcome::new(Change::Delete, None));
         assert!(matches!(gone, Ok(None)));
         assert_eq!(store.get("bob").ok().flatten(), None);
@@ -742,7 +743,15 @@ mod tests {
             (0..50).map(|i| record(&format!("bulk{i}"))).collect();
         assert!(store.insert_many(&mut records).is_ok());
         assert!(records.iter().all(|r| r.id > 0));
-        assert_eq!(store.list().map(|l| l.len()).ok(), Some(50));
+        assert_eq!(store.list(None, 100).map(|l| l.len()).ok(), Some(50));
+        // Pages follow each other in account order, without gaps or repeats.
+        let first = store.list(None, 20).unwrap_or_default();
+        let last_of_first = first.last().map(|r| r.account.clone());
+        let second = store
+            .list(last_of_first.as_deref(), 100)
+            .unwrap_or_default();
+        assert_eq!((first.len(), second.len()), (20, 30));
+        assert!(first.iter().chain(&second).map(|r| &r.account).is_sorted());
         assert_eq!(store.get("bulk7").ok().flatten(), Some(records[7].clone()));
     }
 

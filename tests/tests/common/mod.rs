@@ -829,6 +829,13 @@ impl TestUser {
         self.modify("usermod", &["-s", shell, &self.name], None);
     }
 
+    /// Sets the account's home directory field (the directory itself is the caller's to
+    /// make and remove).
+    pub fn set_home(&self, dir: &Path) {
+        let dir = dir.to_str().expect("home directory path is UTF-8");
+        self.modify("usermod", &["-d", dir, &self.name], None);
+    }
+
     /// Sets the account's password (pam_unix), through chpasswd.
     pub fn set_password(&self, password: &str) {
         self.modify(

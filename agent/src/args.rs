@@ -1,0 +1,35 @@
+//! Command-line syntax of `pam-totp-agent` (clap), in the library so the packaging tool
+//! (`xtask/`) can render the man page from the same definition.
+
+use crate::config::DEFAULT_DB;
+use clap::{CommandFactory, Parser};
+use pam_totp_proto::DEFAULT_SOCKET;
+use std::path::PathBuf;
+
+/// The pam-totp agent: holds TOTP profiles and answers the PAM module and the CLI.
+#[derive(Debug, Parser)]
+#[command(name = "pam-totp-agent", version)]
+pub struct Args {
+    /// Unix socket to listen on (ignored when systemd passes one)
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// SQLite database holding the profiles
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
+    pub db: PathBuf,
+    /// TOML configuration [default: /etc/pam-totp/agent.toml, if present]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// The clap definition of the command line (for man pages).
+pub fn command() -> clap::Command {
+    Args::command()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn definition_is_consistent() {
+        super::command().debug_assert();
+    }
+}

@@ -1,0 +1,527 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::args::Cli;
+use clap::Parser;
+use serde_json::json;
+use std::collections::HashSet;
+
+const HEX: &str = "3132333435363738393031323334353637383930";
+
+/// NSS, files and an agent in memory. The agent refuses accounts in `existing` (as
+/// `already_exists`) and records every request.
+#[derive(Default)]
+struct Fake {
+    files: HashMap<PathBuf, Vec<u8>>,
+    accounts: HashSet<String>,
+    existing: HashSet<String>,
+    homes: HashMap<String, PathBuf>,
+    requests: Vec<(Vec<ImportProfile>, bool)>,
+    lookups: usize,
+    /// Answer every request with this error instead.
+    fail_with: Option<ApiError>,
+}
+
+impl Fake {
+    fn with_accounts(names: &[&str]) -> Self {
+        Self {
+            accounts: names.iter().map(|n| n.to_string()).collect(),
+            ..Self::default()
+        }
+    }
+
+    fn file(mut self, path: &str, text: &str) -> Self {
+        self.files
+            .insert(PathBuf::from(path), text.as_bytes().to_vec());
+        self
+    }
+
+    fn sent(&self) -> Vec<String> {
+        self.requests
+            .iter()
+            .flat_map(|(profiles, _)| profiles.iter().map(|p| p.account.clone()))
+            .collect()
+    }
+}
+
+impl World for Fake {
+    fn call(&mut self, request: Request) -> Result<Reply, ApiError> {
+        let Request::Import { profiles, replace } = request else {
+            panic!("not an import: {request:?}");
+        };
+        self.requests.push((profiles.clone(), replace));
+        if let Some(error) = &self.fail_with {
+            return Err(error.clone());
+        }
+        Ok(Reply::Imported(
+            profiles
+                .into_iter()
+                .map(|p| ImportOutcome {
+                    error: (self.existing.contains(&p.account) && !replace).then(|| {
+                        ApiError::new(
+                            ErrorCode::AlreadyExists,
+                            format!("account '{}' already has a TOTP profile", p.account),
+                        )
+                        .with_target("account")
+                    }),
+                    account: p.account,
+                })
+                .collect(),
+        ))
+    }
+
+    fn account_exists(&mut self, account: &str) -> Result<bool, ApiError> {
+        self.lookups += 1;
+        Ok(self.accounts.contains(account))
+    }
+
+    fn home_of(&mut self, account: &str) -> Result<Option<PathBuf>, ApiError> {
+        Ok(self.accounts.contains(account).then(|| {
+            self.homes
+                .get(account)
+                .cloned()
+                .unwrap_or_else(|| PathBuf::from(format!("/home/{account}")))
+        }))
+    }
+
+    fn read(&mut self, path: &Path, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+        match self.files.get(path) {
+            Some(bytes) if bytes.len() as u64 <= limit => Ok(Zeroizing::new(bytes.clone())),
+            Some(_) => Err(ApiError::invalid("file", "too large")),
+            None => Err(ApiError::invalid("file", "no such file")),
+        }
+    }
+}
+
+fn source(args: &[&str]) -> ImportSource {
+    let cli = Cli::try_parse_from(
+        ["pam-totp", "import"]
+            .into_iter()
+            .chain(args.iter().copied()),
+    )
+    .expect("arguments parse");
+    match cli.command {
+        crate::args::Command::Import(source) => source,
+        other => panic!("not import: {other:?}"),
+    }
+}
+
+fn import(fake: &mut Fake, args: &[&str]) -> Result<Report, ApiError> {
+    run(source(args), fake, &ProgressBar::hidden())
+}
+
+const GA_FILE: &str = "J5RKYJBDUSAT4VW7J37BVIVX74\n\" RATE_LIMIT 3 30\n\" WINDOW_SIZE 17\n\
+                       \" DISALLOW_REUSE\n\" TOTP_AUTH\n19032125\n92788794\n";
+
+#[test]
+fn google_file_from_the_home_directory() {
+    let mut fake =
+        Fake::with_accounts(&["alice"]).file("/home/alice/.google_authenticator", GA_FILE);
+    let report = import(&mut fake, &["google-authenticator", "alice"]).unwrap();
+    assert_eq!(report.counts(), (1, 0, 0));
+    assert_eq!(report.exit_error(), None);
+    let (profiles, replace) = &fake.requests[0];
+    assert!(!replace);
+    let profile = &profiles[0];
+    assert_eq!(profile.account, "alice");
+    assert_eq!(profile.secret.expose(), "J5RKYJBDUSAT4VW7J37BVIVX74");
+    assert_eq!(
+        (
+            profile.algorithm,
+            profile.digits,
+            profile.period,
+            profile.window
+        ),
+        (Algorithm::Sha1, 6, 30, Some(8))
+    );
+    let codes: Vec<&str> = profile.emergency_codes.iter().map(|c| c.expose()).collect();
+    assert_eq!(codes, ["19032125", "92788794"]);
+    assert_eq!(profile.comment.as_deref(), Some(GOOGLE_COMMENT));
+    assert_eq!(
+        report.human(),
+        "Imported alice from /home/alice/.google_authenticator (SHA1, 6 digits, 30 s period, \
+         window 8, 2 emergency codes); the profile is active.\n"
+    );
+    let value = serde_json::from_str::<Value>(&report.to_json()).unwrap();
+    assert_eq!(value["imported"], json!(["alice"]));
+    assert_eq!(value["skipped"], json!([]));
+    assert_eq!(value["failed"], json!([]));
+    assert_eq!(value["dry_run"], json!(false));
+    assert_eq!(value["source"], json!("google-authenticator"));
+    assert!(value.get("error").is_none());
+    // Never a secret or a scratch code in the report.
+    let text = value.to_string() + &report.human();
+    assert!(
+        !text.contains("J5RKYJ") && !text.contains("19032125"),
+        "{text}"
+    );
+}
+
+#[test]
+fn google_file_given_replace_and_dry_run() {
+    let mut fake = Fake::with_accounts(&["bob"]).file("/tmp/ga", GA_FILE);
+    import(
+        &mut fake,
+        &["google-authenticator", "bob", "/tmp/ga", "--replace"],
+    )
+    .unwrap();
+    assert!(fake.requests[0].1);
+    let report = import(
+        &mut fake,
+        &["google-authenticator", "bob", "/tmp/ga", "--dry-run"],
+    )
+    .unwrap();
+    assert_eq!(fake.requests.len(), 1, "a dry run sends nothing");
+    assert!(report
+        .human()
+        .starts_with("Dry run: bob can be imported from /tmp/ga"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&report.to_json()).unwrap()["dry_run"],
+        json!(true)
+    );
+}
+
+#[test]
+fn google_errors_name_the_field() {
+    let mut fake = Fake::with_accounts(&["alice"])
+        .file("/hotp", "ZO365TAXHDSLDJ6TMKRFVGE2II\n\" HOTP_COUNTER 1\n")
+        .file(
+            "/wide",
+            "ZO365TAXHDSLDJ6TMKRFVGE2II\n\" WINDOW_SIZE 25\n\" TOTP_AUTH\n",
+        );
+    let error = import(&mut fake, &["google-authenticator", "alice", "/hotp"]).unwrap_err();
+    assert_eq!(
+        (error.code, error.target.as_deref()),
+        (ErrorCode::FailedPrecondition, Some("file"))
+    );
+    assert!(error.message.starts_with("/hotp: "), "{}", error.message);
+    let error = import(&mut fake, &["google-authenticator", "alice", "/wide"]).unwrap_err();
+    assert_eq!(error.target.as_deref(), Some("window"));
+    let error = import(&mut fake, &["google-authenticator", "nobody", "/wide"]).unwrap_err();
+    assert_eq!(
+        (error.code, error.target.as_deref()),
+        (ErrorCode::NotFound, Some("account"))
+    );
+    let error = import(&mut fake, &["google-authenticator", "nobody"]).unwrap_err();
+    assert_eq!(error.code, ErrorCode::NotFound);
+    let error = import(&mut fake, &["google-authenticator", "alice", "/missing"]).unwrap_err();
+    assert_eq!(error.target.as_deref(), Some("file"));
+    let error = import(&mut fake, &["google-authenticator", "a:b", "/hotp"]).unwrap_err();
+    assert_eq!(error.target.as_deref(), Some("account"));
+    assert!(fake.requests.is_empty());
+}
+
+#[test]
+fn google_refused_by_the_agent_is_the_agent_error() {
+    let mut fake = Fake::with_accounts(&["alice"]).file("/ga", GA_FILE);
+    fake.existing.insert("alice".into());
+    let report = import(&mut fake, &["google-authenticator", "alice", "/ga"]).unwrap();
+    assert_eq!(report.counts(), (0, 0, 1));
+    let error = report.exit_error().unwrap();
+    assert_eq!(error.code, ErrorCode::AlreadyExists);
+    assert_eq!(error.message, "account 'alice' already has a TOTP profile");
+    assert_eq!(report.human(), "");
+    let value = serde_json::from_str::<Value>(&report.to_json()).unwrap();
+    assert_eq!(value["error"]["code"], "already_exists");
+    assert_eq!(value["failed"][0]["account"], "alice");
+    assert_eq!(value["failed"][0]["line"], Value::Null);
+}
+
+fn usersfile() -> String {
+    format!(
+        "# pam_oath users\n\
+         HOTP/T30 alice - {HEX}\n\
+         HOTP bob - {HEX} 5\n\
+         HOTP/T30 carol secret {HEX}\n\
+         HOTP/T30 ghost - {HEX}\n\
+         HOTP/T30 dave - 31zz\n\
+         HOTP/T30/8 erin - {HEX}\n\
+         \n\
+         HOTP/T60 frank - {HEX} 0 123456 2024-01-01T00:00:00L\n\
+         HOTP/T30 alice - {HEX}\n\
+         HOTP/T60/7 gina - {HEX}\n"
+    )
+}
+
+fn oath_fake() -> Fake {
+    let mut fake = Fake::with_accounts(&["alice", "bob", "carol", "dave", "erin", "frank", "gina"])
+        .file("/etc/users.oath", &usersfile());
+    fake.existing.insert("gina".into());
+    fake
+}
+
+#[test]
+fn usersfile_report_per_line() {
+    let mut fake = oath_fake();
+    let report = import(&mut fake, &["oath", "/etc/users.oath"]).unwrap();
+    assert_eq!(fake.sent(), ["alice", "erin", "frank", "gina"]);
+    let profiles = &fake.requests[0].0;
+    assert_eq!((profiles[1].digits, profiles[1].period), (8, 30));
+    assert_eq!((profiles[2].digits, profiles[2].period), (6, 60));
+    assert_eq!((profiles[3].digits, profiles[3].period), (7, 60));
+    assert!(profiles
+        .iter()
+        .all(|p| p.window.is_none() && p.emergency_codes.is_empty()));
+    assert_eq!(
+        profiles[0].secret.expose(),
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+    );
+    assert_eq!(report.counts(), (3, 5, 1));
+    let human = report.human();
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(lines.len(), 7, "{human}");
+    assert!(
+        lines[0].starts_with("line 3 (bob): skipped: HOTP is a counter-based token"),
+        "{human}"
+    );
+    assert!(
+        lines[1].starts_with("line 4 (carol): skipped: the line has a password"),
+        "{human}"
+    );
+    assert_eq!(
+        lines[2],
+        "line 5 (ghost): skipped: no such account: 'ghost'"
+    );
+    assert_eq!(
+        lines[3],
+        "line 6 (dave): skipped: the secret is not hexadecimal"
+    );
+    assert!(
+        lines[4].starts_with("line 10 (alice): skipped: account 'alice' is on line 2"),
+        "{human}"
+    );
+    assert_eq!(
+        lines[5],
+        "line 11 (gina): failed: account 'gina' already has a TOTP profile"
+    );
+    assert_eq!(
+        lines[6],
+        "Imported 3, skipped 5, failed 1 (/etc/users.oath)."
+    );
+    assert!(!human.contains("secret ") || !human.contains(HEX));
+
+    // The first refusal decides the exit status; the rest still went in.
+    let error = report.exit_error().unwrap();
+    assert_eq!(error.code, ErrorCode::AlreadyExists);
+    assert_eq!(error.target.as_deref(), Some("account"));
+    assert!(
+        error
+            .message
+            .starts_with("the agent refused 1 of 4 profiles; first: line 11 (gina)"),
+        "{}",
+        error.message
+    );
+
+    let text = report.to_json();
+    assert!(
+        text.starts_with(
+            "{\"source\":\"oath\",\"file\":\"/etc/users.oath\",\"dry_run\":false,\
+             \"imported\":[\"alice\",\"erin\",\"frank\"],\"skipped\":[{\"line\":3,\"account\":\"bob\",\
+             \"error\":{\"code\":\"failed_precondition\","
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with(",\"target\":\"account\"}}"), "{text}");
+    let value = serde_json::from_str::<Value>(&text).unwrap();
+    assert_eq!(value["imported"], json!(["alice", "erin", "frank"]));
+    assert_eq!(value["skipped"].as_array().unwrap().len(), 5);
+    assert_eq!(value["skipped"][0]["line"], 3);
+    assert_eq!(value["skipped"][0]["account"], "bob");
+    assert_eq!(value["skipped"][0]["error"]["code"], "failed_precondition");
+    assert_eq!(value["skipped"][0]["error"]["target"], "type");
+    assert_eq!(value["skipped"][1]["error"]["target"], "password");
+    assert_eq!(value["skipped"][2]["error"]["code"], "not_found");
+    assert_eq!(value["skipped"][3]["error"]["target"], "secret");
+    assert_eq!(value["failed"][0]["line"], 11);
+    assert_eq!(value["error"]["code"], "already_exists");
+    let mut keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["dry_run", "error", "failed", "file", "imported", "skipped", "source"]
+    );
+    assert!(!value.to_string().contains(HEX));
+}
+
+#[test]
+fn usersfile_dry_run_sends_nothing() {
+    let mut fake = oath_fake();
+    let report = import(&mut fake, &["oath", "/etc/users.oath", "--dry-run"]).unwrap();
+    assert!(fake.requests.is_empty());
+    assert_eq!(report.counts(), (4, 5, 0));
+    assert_eq!(report.exit_error(), None);
+    assert!(report
+        .human()
+        .ends_with("Dry run: 4 to import, 5 skipped; nothing was sent (/etc/users.oath).\n"));
+}
+
+#[test]
+fn usersfile_all_skipped_fails_with_the_first_reason() {
+    let mut fake =
+        Fake::with_accounts(&["bob"]).file("/f", &format!("HOTP bob - {HEX}\nnonsense\n"));
+    let report = import(&mut fake, &["oath", "/f"]).unwrap();
+    assert!(fake.requests.is_empty());
+    let error = report.exit_error().unwrap();
+    assert_eq!(error.code, ErrorCode::FailedPrecondition);
+    assert!(error
+        .message
+        .starts_with("no line could be imported; first: line 1 (bob)"));
+    // An empty file is nothing to do, not a failure.
+    let mut fake = Fake::default().file("/empty", "# nothing\n");
+    let report = import(&mut fake, &["oath", "/empty"]).unwrap();
+    assert_eq!(report.counts(), (0, 0, 0));
+    assert_eq!(report.exit_error(), None);
+}
+
+#[test]
+fn usersfile_nss_is_asked_once_per_account() {
+    let text: String = (0..50)
+        .map(|i| format!("HOTP/T30 user{} - {HEX}\n", i % 5))
+        .collect();
+    let mut fake =
+        Fake::with_accounts(&["user0", "user1", "user2", "user3", "user4"]).file("/f", &text);
+    let report = import(&mut fake, &["oath", "/f"]).unwrap();
+    assert_eq!(fake.lookups, 5);
+    assert_eq!(report.counts(), (5, 45, 0));
+}
+
+#[test]
+fn a_batch_refused_as_a_whole_goes_on_an_unreachable_agent_stops() {
+    let mut fake = oath_fake();
+    fake.fail_with = Some(ApiError::internal("boom"));
+    let report = import(&mut fake, &["oath", "/etc/users.oath"]).unwrap();
+    assert_eq!(report.counts(), (0, 5, 4));
+    assert_eq!(report.exit_error().unwrap().code, ErrorCode::Internal);
+
+    let mut fake = oath_fake();
+    fake.fail_with = Some(ApiError::new(ErrorCode::Unavailable, "agent not reachable"));
+    let error = import(&mut fake, &["oath", "/etc/users.oath"]).unwrap_err();
+    assert_eq!(error.code, ErrorCode::Unavailable);
+    assert!(
+        error.message.contains("0 of 4 profiles were imported"),
+        "{}",
+        error.message
+    );
+}
+
+fn candidate(account: &str) -> Candidate {
+    Candidate {
+        entry: 0,
+        profile: ImportProfile {
+            account: account.to_owned(),
+            secret: SecretString::from("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+            window: None,
+            emergency_codes: Vec::new(),
+            comment: Some(OATH_COMMENT.into()),
+        },
+    }
+}
+
+#[test]
+fn batches_fit_in_a_frame_both_ways() {
+    let short: Vec<Candidate> = (0..10_000).map(|i| candidate(&format!("u{i}"))).collect();
+    let batches = batches(short);
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 10_000);
+    assert!(batches.len() < 10_000 / 100, "{} batches", batches.len());
+    for batch in &batches {
+        assert!(batch.len() <= MAX_BATCH);
+        let request = Request::Import {
+            profiles: batch.iter().map(|c| c.profile.clone()).collect(),
+            replace: true,
+        };
+        let bytes = serde_json::to_vec(&pam_totp_proto::RequestEnvelope::new(request)).unwrap();
+        assert!(bytes.len() <= MAX_FRAME_LEN, "{}", bytes.len());
+        // The reply if every profile is refused with the longest message the agent has.
+        let reply = pam_totp_proto::Response::Ok(Reply::Imported(
+            batch
+                .iter()
+                .map(|c| ImportOutcome {
+                    account: c.profile.account.clone(),
+                    error: Some(
+                        ApiError::new(
+                            ErrorCode::AlreadyExists,
+                            format!(
+                                "account '{}' already has a TOTP profile: use --replace",
+                                c.profile.account
+                            ),
+                        )
+                        .with_target("account"),
+                    ),
+                })
+                .collect(),
+        ));
+        assert!(serde_json::to_vec(&reply).unwrap().len() <= MAX_FRAME_LEN);
+    }
+    // Long names make smaller batches.
+    let long: Vec<Candidate> = (0..1000)
+        .map(|i| candidate(&format!("{i}{}", "x".repeat(200))))
+        .collect();
+    for batch in batches_of(long) {
+        let request = Request::Import {
+            profiles: batch.iter().map(|c| c.profile.clone()).collect(),
+            replace: false,
+        };
+        let bytes = serde_json::to_vec(&pam_totp_proto::RequestEnvelope::new(request)).unwrap();
+        assert!(bytes.len() <= MAX_FRAME_LEN);
+    }
+}
+
+fn batches_of(candidates: Vec<Candidate>) -> Vec<Vec<Candidate>> {
+    batches(candidates)
+}
+
+#[test]
+fn base32_normalization() {
+    assert_eq!(
+        normalize_base32(" jbsw-y3dp ehpk3pxp== ", false)
+            .unwrap()
+            .expose(),
+        "JBSWY3DPEHPK3PXP"
+    );
+    assert!(normalize_base32("JBSW0", false).is_none());
+    assert_eq!(normalize_base32("JBSW0", true).unwrap().expose(), "JBSWO");
+    assert!(normalize_base32("", false).is_none());
+    assert!(normalize_base32("====", false).is_none());
+    assert!(secret_bytes_ok(&SecretString::from("JBSWY3DPEHPK3PXP")));
+    assert!(!secret_bytes_ok(&SecretString::from("JBSWY3DP")));
+}
+
+#[test]
+fn reading_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    std::fs::write(&path, "hello").unwrap();
+    assert_eq!(read_file(&path, 10).unwrap().as_slice(), b"hello");
+    assert_eq!(
+        read_file(&path, 4).unwrap_err().target.as_deref(),
+        Some("file")
+    );
+    assert_eq!(
+        read_file(dir.path(), 10).unwrap_err().target.as_deref(),
+        Some("file")
+    );
+    let missing = read_file(&dir.path().join("none"), 10).unwrap_err();
+    assert_eq!(
+        (missing.code, missing.target.as_deref()),
+        (ErrorCode::InvalidArgument, Some("file"))
+    );
+    // A FIFO is refused at once instead of blocking.
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    assert_eq!(
+        read_file(&fifo, 10).unwrap_err().target.as_deref(),
+        Some("file")
+    );
+}
+
+#[test]
+fn nss_enumeration_finds_root() {
+    let names = enumerate_accounts();
+    // Empty only where getent cannot run; then names are looked up one by one.
+    if !names.is_empty() {
+        assert!(names.contains("root"), "{names:?}");
+    }
+}
