@@ -200,10 +200,12 @@ mod tests {
     #[test]
     fn missing_socket_is_unavailable() {
         let client = Client::new("/nonexistent/pam-totp.sock", Duration::from_secs(1));
-        let error = client.call(Request::List {
-            after: None,
-            limit: None,
-        }).err();
+        let error = client
+            .call(Request::List {
+                after: None,
+                limit: None,
+            })
+            .err();
         assert_eq!(error.map(|e| e.code()), Some(ErrorCode::Unavailable));
     }
 
@@ -214,10 +216,12 @@ mod tests {
         let listener = UnixListener::bind(&path);
         assert!(listener.is_ok());
         let client = Client::new(&path, Duration::from_millis(200));
-        let error = client.call(Request::List {
-            after: None,
-            limit: None,
-        }).err();
+        let error = client
+            .call(Request::List {
+                after: None,
+                limit: None,
+            })
+            .err();
         assert!(matches!(error, Some(ClientError::TimedOut(_))), "{error:?}");
         let _ = std::fs::remove_file(&path);
     }
