@@ -27,6 +27,9 @@ cargo test --workspace 2>&1 | tee "$log" || status=$?
 # Hostile bytes: a bounded fuzz run of the frame decoder and both JSON parsers, 20 s per target
 # (FUZZ_SECONDS overrides). Each target counts as one test in the total ("fuzz result" line).
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee -a "$log" || status=$?
+# The Debian package: build, lintian, install, a login through the installed module named as
+# bare pam_totp.so, /etc/pam.d untouched, purge leaves nothing (its steps count as tests).
+bash scripts/package-test.sh 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 }
      /^fuzz result:/ { passed += $3; failed += $5 }
      END { printf "total: %d passed, %d failed\n", passed, failed }' "$log"
