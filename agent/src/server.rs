@@ -33,7 +33,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_connections: 256,
+            max_connections: 1024,
             max_per_user: 8,
             io_timeout: Duration::from_secs(5),
         }

@@ -105,6 +105,7 @@ impl SqliteStore {
             )
             .map_err(read_error)?;
         migrate(&mut connection)?;
+        connection.set_prepared_statement_cache_capacity(64);
         Ok(Self {
             batches: Batcher::new(connection),
         })
@@ -126,7 +127,7 @@ impl SqliteStore {
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         self.batches.read(|connection| {
             connection
-                .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                .one("PRAGMA integrity_check", [], |row| row.get(0))
                 .map_err(read_error)
         })
     }
@@ -134,7 +135,7 @@ impl SqliteStore {
 
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = connection
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .one("PRAGMA user_version", [], |row| row.get(0))
         .map_err(read_error)?;
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if version > known {
@@ -194,7 +195,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ProfileRecord> {
 
 fn load(connection: &Connection, account: &str) -> Result<Option<ProfileRecord>, StoreError> {
     connection
-        .query_row(
+        .one(
             &format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE account = ?1"),
             [account],
             record_from_row,
@@ -226,8 +227,8 @@ fn save(tx: &Connection, record: &mut ProfileRecord) -> rusqlite::Result<()> {
         record.window,
     ];
     if record.id == 0 {
-        tx.execute("DELETE FROM profiles WHERE account = ?1", [&record.account])?;
-        tx.execute(
+        tx.run("DELETE FROM profiles WHERE account = ?1", [&record.account])?;
+        tx.run(
             "INSERT INTO profiles (account, uid, secret, algorithm, digits, period, issuer, \
              comment, created_at, changed_at, verified_at, last_used_at, enabled, last_step, \
              failed_attempts, locked_until, emergency_codes, skew_window) \
@@ -239,7 +240,7 @@ fn save(tx: &Connection, record: &mut ProfileRecord) -> rusqlite::Result<()> {
     } else {
         let mut with_id = values.to_vec();
         with_id.push(&record.id);
-        tx.execute(
+        tx.run(
             "UPDATE profiles SET account = ?1, uid = ?2, secret = ?3, algorithm = ?4, \
              digits = ?5, period = ?6, issuer = ?7, comment = ?8, created_at = ?9, \
              changed_at = ?10, verified_at = ?11, last_used_at = ?12, enabled = ?13, \
@@ -257,7 +258,7 @@ fn load_source(
     source: &str,
 ) -> Result<SourceRecord, StoreError> {
     connection
-        .query_row(
+        .one(
             "SELECT failures, blocked_until, last_failure_at FROM source_failures \
              WHERE account = ?1 AND source = ?2",
             [account, source],
@@ -281,13 +282,13 @@ fn save_source(
     record: &SourceRecord,
 ) -> rusqlite::Result<()> {
     if record.is_clear() {
-        tx.execute(
+        tx.run(
             "DELETE FROM source_failures WHERE account = ?1 AND source = ?2",
             [account, source],
         )?;
         return Ok(());
     }
-    tx.execute(
+    tx.run(
         "INSERT INTO source_failures (account, source, failures, blocked_until, last_failure_at) \
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account, source) DO UPDATE SET \
          failures = excluded.failures, blocked_until = excluded.blocked_until, \
@@ -301,7 +302,7 @@ fn save_source(
         ],
     )?;
     let horizon = record.last_failure_at - SOURCE_RETENTION_SECONDS;
-    tx.execute(
+    tx.run(
         "DELETE FROM source_failures WHERE account = ?1 AND last_failure_at < ?2 \
          AND (blocked_until IS NULL OR blocked_until < ?3)",
         params![account, horizon, record.last_failure_at],
@@ -310,7 +311,7 @@ fn save_source(
 }
 
 fn clear_sources(tx: &Connection, account: &str) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM source_failures WHERE account = ?1", [account])?;
+    tx.run("DELETE FROM source_failures WHERE account = ?1", [account])?;
     Ok(())
 }
 
@@ -318,6 +319,30 @@ fn clear_sources(tx: &Connection, account: &str) -> rusqlite::Result<()> {
 fn count(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
     let value: i64 = row.get(index)?;
     Ok(u64::try_from(value).unwrap_or(0))
+}
+
+/// Statements are prepared once per connection and reused: parsing SQL text on every
+/// login was a seventh of the agent's work.
+trait Cached {
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn one<T, P, F>(&self, sql: &str, params: P, read: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn one<T, P, F>(&self, sql: &str, params: P, read: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, read)
+    }
 }
 
 /// One account's transaction body: read, decide, write the outcome and its audit row.
@@ -344,7 +369,7 @@ fn apply(
         Change::Delete => {
             forget_sources = true;
             connection
-                .execute("DELETE FROM profiles WHERE account = ?1", [account])
+                .run("DELETE FROM profiles WHERE account = ?1", [account])
                 .map_err(write_error)?;
             None
         }
@@ -361,7 +386,7 @@ fn apply(
 }
 
 fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result<()> {
-    connection.execute(
+    connection.run(
         "INSERT INTO audit (at, account, uid, op, result, service, rhost, tty, caller_uid, \
          caller_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
@@ -388,7 +413,7 @@ impl Store for SqliteStore {
     fn list(&self, after: Option<&str>, limit: u32) -> Result<Vec<ProfileRecord>, StoreError> {
         self.batches.read(|connection| {
             let mut statement = connection
-                .prepare(&format!(
+                .prepare_cached(&format!(
                     "SELECT {PROFILE_COLUMNS} FROM profiles WHERE (?1 IS NULL OR account > ?1) \
                      ORDER BY account LIMIT ?2"
                 ))
@@ -437,7 +462,7 @@ impl Store for SqliteStore {
         // `IS` compares NULLs as equal: a login without a tty matches only another without.
         self.batches.read(|connection| {
             connection
-                .query_row(
+                .one(
                     "SELECT max(at) FROM audit WHERE account = ?1 AND op = 'authenticate' \
                      AND result IN ('success', 'emergency_code') \
                      AND service IS ?2 AND rhost IS ?3 AND tty IS ?4",
@@ -451,7 +476,7 @@ impl Store for SqliteStore {
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
         self.batches.read(|connection| {
             let mut statement = connection
-                .prepare(
+                .prepare_cached(
                     "SELECT at, account, uid, op, result, service, rhost, tty, caller_uid, \
                      caller_pid FROM audit WHERE (?1 IS NULL OR account = ?1) \
                      AND (?2 IS NULL OR at >= ?2) ORDER BY at DESC, id DESC LIMIT ?3",
@@ -480,7 +505,7 @@ impl Store for SqliteStore {
     fn profile_counts(&self, now: i64) -> Result<ProfileCounts, StoreError> {
         self.batches.read(|connection| {
             connection
-                .query_row(
+                .one(
                     "SELECT \
                      count(*) FILTER (WHERE verified_at IS NULL), \
                      count(*) FILTER (WHERE verified_at IS NOT NULL AND enabled), \
@@ -504,7 +529,7 @@ impl Store for SqliteStore {
     fn recent_attempts(&self, since: i64) -> Result<RecentAttempts, StoreError> {
         self.batches.read(|connection| {
             connection
-                .query_row(
+                .one(
                     &format!(
                         "SELECT \
                          count(*) FILTER (WHERE result IN ({LOGIN_RESULTS})), \
@@ -526,7 +551,7 @@ impl Store for SqliteStore {
     fn prune_audit(&self, before: i64) -> Result<usize, StoreError> {
         self.batches.write(|connection| {
             connection
-                .execute("DELETE FROM audit WHERE at < ?1", [before])
+                .run("DELETE FROM audit WHERE at < ?1", [before])
                 .map_err(write_error)
         })
     }
