@@ -21,6 +21,17 @@ demo:
 clean:
 	$(CARGO) clean
 
+# Benchmarks (BENCHMARKS.md): the agent under load and pam_totp.so beside
+# pam_google_authenticator and pam_oath through real libpam; as root. `bench` runs the full
+# sizes (several minutes) and refreshes docs/bench/*.svg; `bench-smoke` runs tiny sizes (CI:
+# fails on functional errors, asserts no timing).
+.PHONY: bench bench-smoke
+bench:
+	bash scripts/bench.sh
+
+bench-smoke:
+	bash scripts/bench.sh --smoke
+
 # Packages (issue 6). Each builds the release binaries and the generated man pages and
 # completions first (packaging/assets.sh), and installs cargo-deb / cargo-generate-rpm from
 # crates.io when missing. `make deb` -> target/debian/pam-totp_<version>_amd64.deb,
