@@ -110,18 +110,7 @@ impl Default for TestGroup {
 
 impl Drop for TestGroup {
     fn drop(&mut self) {
-        let _guard = lock(&ACCOUNTS_LOCK);
-        for _ in 0..50 {
-            match Command::new(require_tool("groupdel"))
-                .arg(&self.name)
-                .output()
-            {
-                // 6: no such group (already gone).
-                Ok(out) if out.status.success() || out.status.code() == Some(6) => return,
-                _ => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-        eprintln!("warning: could not groupdel {}", self.name);
+        super::delete_account("groupdel", &self.name);
     }
 }
 

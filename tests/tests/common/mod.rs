@@ -874,19 +874,21 @@ impl Default for TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        let _guard = lock(&ACCOUNTS_LOCK);
-        for _ in 0..50 {
-            match Command::new(require_tool("userdel"))
-                .arg(&self.name)
-                .output()
-            {
-                // 6: no such user (already gone).
-                Ok(out) if out.status.success() || out.status.code() == Some(6) => return,
-                _ => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-        eprintln!("warning: could not userdel {}", self.name);
+        delete_account("userdel", &self.name);
     }
+}
+
+/// Runs `userdel`/`groupdel` NAME, retrying while another process holds the account files'
+/// lock; exit 6 (no such user or group) counts as done. Only warns: it runs in `Drop`.
+pub fn delete_account(tool: &str, name: &str) {
+    let _guard = lock(&ACCOUNTS_LOCK);
+    for _ in 0..50 {
+        match Command::new(require_tool(tool)).arg(name).output() {
+            Ok(out) if out.status.success() || out.status.code() == Some(6) => return,
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    eprintln!("warning: could not {tool} {name}");
 }
 
 // ---------------------------------------------------------------------------------------------
