@@ -7,8 +7,8 @@
 //! rest of the harness, and leftovers of a crashed run are removed by the next one.
 
 use super::{
-    as_user, lock, pid_alive, require_tool, run, stale_owner, usable_by_everyone, PamOut,
-    PamService, TestUser, ACCOUNTS_LOCK, PROCESS_LIMIT,
+    lock, pid_alive, require_tool, run, stale_owner, usable_by_everyone, PamOut, PamService,
+    TestUser, ACCOUNTS_LOCK, PROCESS_LIMIT,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -37,31 +37,7 @@ pub fn pamtester_items(
     code: &str,
     items: &[(&str, &str)],
 ) -> PamOut {
-    let bin = require_tool("pamtester");
-    let mut command = match caller {
-        Some(caller) => as_user(caller, &bin),
-        None => Command::new(&bin),
-    };
-    let mut shown_items = String::new();
-    for (item, value) in items {
-        command.arg("-I").arg(format!("{item}={value}"));
-        shown_items.push_str(&format!("-I {item}={value} "));
-    }
-    command.args([&service.name, user, "authenticate"]);
-    let shown = format!(
-        "{}echo {code} | pamtester {shown_items}{} {user} authenticate",
-        caller
-            .map(|c| format!("runuser -u {c} -- "))
-            .unwrap_or_default(),
-        service.name
-    );
-    let result = run(&mut command, Some(&format!("{code}\n")), PROCESS_LIMIT);
-    PamOut {
-        success: result.code == 0,
-        output: result.output(),
-        elapsed: result.elapsed,
-        command: shown,
-    }
+    super::pamtester_with(caller, service, user, code, items)
 }
 
 /// A login from the remote host `rhost`, as root (sshd's view).

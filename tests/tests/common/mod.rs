@@ -1001,23 +1001,35 @@ impl PamOut {
 
 /// `pamtester SERVICE USER authenticate` as root, with `code` typed at the prompt.
 pub fn pamtester(service: &PamService, user: &str, code: &str) -> PamOut {
-    pamtester_inner(None, service, user, code)
+    pamtester_with(None, service, user, code, &[])
 }
 
 /// The same, run as `caller` through runuser.
 pub fn pamtester_as(caller: &str, service: &PamService, user: &str, code: &str) -> PamOut {
-    pamtester_inner(Some(caller), service, user, code)
+    pamtester_with(Some(caller), service, user, code, &[])
 }
 
-fn pamtester_inner(caller: Option<&str>, service: &PamService, user: &str, code: &str) -> PamOut {
+/// pamtester as `caller` (root when `None`), with PAM items set by `-I item=value`.
+pub fn pamtester_with(
+    caller: Option<&str>,
+    service: &PamService,
+    user: &str,
+    code: &str,
+    items: &[(&str, &str)],
+) -> PamOut {
     let bin = require_tool("pamtester");
     let mut command = match caller {
         Some(caller) => as_user(caller, &bin),
         None => Command::new(&bin),
     };
+    let mut shown_items = String::new();
+    for (item, value) in items {
+        command.arg("-I").arg(format!("{item}={value}"));
+        shown_items.push_str(&format!("-I {item}={value} "));
+    }
     command.args([&service.name, user, "authenticate"]);
     let shown = format!(
-        "{}echo {code} | pamtester {} {user} authenticate",
+        "{}echo {code} | pamtester {shown_items}{} {user} authenticate",
         caller
             .map(|c| format!("runuser -u {c} -- "))
             .unwrap_or_default(),
