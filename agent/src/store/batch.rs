@@ -9,33 +9,51 @@
 
 use super::StoreError;
 use rusqlite::Connection;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-/// Failed batches remembered for their waiters; a waiter is never this far behind.
-const REMEMBERED_FAILURES: usize = 64;
+/// The fate of one batch, shared by every job in it: `None` until the batch has ended, then
+/// whether its COMMIT succeeded. Each waiter holds its own batch's handle, so no waiter can
+/// ever read another batch's result, however far behind it falls.
+#[derive(Default)]
+struct BatchFate {
+    result: Mutex<Option<Result<(), String>>>,
+    ended: Condvar,
+}
+
+impl BatchFate {
+    fn settle(&self, result: Result<(), String>) {
+        *lock(&self.result) = Some(result);
+        self.ended.notify_all();
+    }
+
+    fn wait(&self) -> Result<(), String> {
+        let mut result = lock(&self.result);
+        loop {
+            if let Some(result) = result.as_ref() {
+                return result.clone();
+            }
+            result = self
+                .ended
+                .wait(result)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
 
 struct Writer {
     connection: Connection,
-    /// The number of the batch whose transaction is open, if one is.
-    open: Option<u64>,
-    last_started: u64,
-}
-
-#[derive(Default)]
-struct Finished {
-    /// Batches finish in order: every batch up to this one has committed or failed.
-    through: u64,
-    failures: VecDeque<(u64, String)>,
+    /// The batch whose transaction is open, if one is.
+    open: Option<Arc<BatchFate>>,
 }
 
 pub struct Batcher {
     writer: Mutex<Writer>,
     /// Threads queued to run a write job; while any are, the current batch stays open.
     queued: AtomicUsize,
-    finished: Mutex<Finished>,
-    batch_done: Condvar,
+    /// Tests hold a waiter here, between leaving its job and waiting for its batch.
+    #[cfg(test)]
+    before_wait: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -46,6 +64,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn write_error(error: rusqlite::Error) -> StoreError {
     StoreError::Write(error.to_string())
+}
+
+fn commit_error(error: String) -> StoreError {
+    StoreError::Write(format!("commit failed: {error}"))
 }
 
 /// Runs `job` inside a SAVEPOINT: kept on success, undone on failure.
@@ -74,16 +96,16 @@ impl Batcher {
             writer: Mutex::new(Writer {
                 connection,
                 open: None,
-                last_started: 0,
             }),
             queued: AtomicUsize::new(0),
-            finished: Mutex::new(Finished::default()),
-            batch_done: Condvar::new(),
+            #[cfg(test)]
+            before_wait: Mutex::new(None),
         }
     }
 
-    /// Reads on the connection. Inside an open batch this sees its not yet committed changes,
-    /// as a transaction sees its own.
+    /// Reads on the writer's connection. Inside an open batch this sees its not yet committed
+    /// changes, as a transaction sees its own: for reads that must (tests, integrity checks);
+    /// the store serves ordinary reads from its own read connections.
     pub fn read<T>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -99,23 +121,27 @@ impl Batcher {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut writer = lock(&self.writer);
         self.queued.fetch_sub(1, Ordering::SeqCst);
-        let batch = match writer.open {
-            Some(batch) => batch,
+        let fate = match &writer.open {
+            Some(fate) => Arc::clone(fate),
             None => {
                 writer
                     .connection
                     .execute_batch("BEGIN IMMEDIATE")
                     .map_err(write_error)?;
-                writer.last_started += 1;
-                writer.open = Some(writer.last_started);
-                writer.last_started
+                let fate = Arc::new(BatchFate::default());
+                writer.open = Some(Arc::clone(&fate));
+                fate
             }
         };
         let result = in_savepoint(&writer.connection, job);
         if self.queued.load(Ordering::SeqCst) > 0 {
             // Someone is queued behind us and will commit (or pass the duty on).
             drop(writer);
-            self.wait_for(batch)?;
+            #[cfg(test)]
+            if let Some(gate) = lock(&self.before_wait).take() {
+                let _ = gate.recv();
+            }
+            fate.wait().map_err(commit_error)?;
             return result;
         }
         let committed = writer
@@ -127,40 +153,10 @@ impl Batcher {
             let _ = writer.connection.execute_batch("ROLLBACK");
         }
         writer.open = None;
-        self.finish(batch, committed.clone());
+        fate.settle(committed.clone());
         drop(writer);
-        committed.map_err(|e| StoreError::Write(format!("cannot record state: {e}")))?;
+        committed.map_err(commit_error)?;
         result
-    }
-
-    fn finish(&self, batch: u64, committed: Result<(), String>) {
-        let mut finished = lock(&self.finished);
-        finished.through = batch;
-        if let Err(error) = committed {
-            finished.failures.push_back((batch, error));
-            if finished.failures.len() > REMEMBERED_FAILURES {
-                finished.failures.pop_front();
-            }
-        }
-        self.batch_done.notify_all();
-    }
-
-    fn wait_for(&self, batch: u64) -> Result<(), StoreError> {
-        let mut finished = lock(&self.finished);
-        while finished.through < batch {
-            finished = self
-                .batch_done
-                .wait(finished)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        match finished
-            .failures
-            .iter()
-            .find(|(failed, _)| *failed == batch)
-        {
-            Some((_, error)) => Err(StoreError::Write(format!("cannot record state: {error}"))),
-            None => Ok(()),
-        }
     }
 }
 
@@ -238,5 +234,56 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(count(&batcher), 1);
+    }
+
+    /// A batch whose COMMIT fails (a deferred foreign key is checked only then) must be
+    /// reported as failed to every job in it, however many failed batches follow before a
+    /// waiter looks: an accepted code whose step was never stored could be replayed.
+    #[test]
+    fn a_waiter_never_sees_success_for_a_batch_that_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = Connection::open(dir.path().join("db")).unwrap();
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;
+                 CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (parent INTEGER REFERENCES parent (id)
+                     DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        let batcher = Arc::new(Batcher::new(connection));
+        let dangling = |c: &Connection| {
+            c.execute("INSERT INTO child (parent) VALUES (42)", [])
+                .map(|_| ())
+                .map_err(write_error)
+        };
+        let (release, gate) = std::sync::mpsc::channel();
+        *lock(&batcher.before_wait) = Some(gate);
+        let (in_job, job_started) = std::sync::mpsc::channel();
+        let waiter = {
+            let batcher = Arc::clone(&batcher);
+            std::thread::spawn(move || {
+                batcher.write(|c| {
+                    in_job.send(()).unwrap();
+                    // Stay in the job until another writer queues behind us, so that this
+                    // thread waits while the other one commits (and fails) the batch.
+                    while batcher.queued.load(Ordering::SeqCst) == 0 {
+                        std::thread::yield_now();
+                    }
+                    dangling(c)
+                })
+            })
+        };
+        job_started.recv().unwrap();
+        // Queued behind the waiter: joins its batch, commits it, and the COMMIT fails.
+        assert!(batcher.write(|_| Ok(())).is_err());
+        // Many later batches fail too while the waiter is held...
+        for _ in 0..100 {
+            assert!(batcher.write(dangling).is_err());
+        }
+        // ...and when it finally looks, it is told its batch failed.
+        release.send(()).unwrap();
+        let outcome = waiter.join().unwrap();
+        assert!(outcome.is_err(), "a failed batch was reported as committed");
     }
 }
