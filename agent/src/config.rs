@@ -19,6 +19,9 @@ pub struct Config {
     pub window: u32,
     /// Audit rows older than this many days are deleted (0 keeps them forever).
     pub audit_retention_days: u32,
+    /// At most this many audit rows are kept (the oldest go first): a bound on the audit
+    /// trail's size whatever the login rate. Rows are at most ~1.5 KiB, typically ~150 bytes.
+    pub audit_max_rows: u64,
     pub lockout: LockoutPolicy,
 }
 
@@ -29,6 +32,7 @@ impl Default for Config {
             self_enroll: true,
             window: 1,
             audit_retention_days: 365,
+            audit_max_rows: 200_000,
             lockout: LockoutPolicy::default(),
         }
     }
@@ -177,7 +181,7 @@ mod tests {
 
     #[test]
     fn parses_every_key_and_refuses_unknown_or_unsafe_ones() {
-        let text = "admin_group = \"totpadm\"\nself_enroll = false\nwindow = 2\naudit_retention_days = 30\n[lockout]\nthreshold = 3\nbase_seconds = 10\nmax_seconds = 60\nsource_threshold = 2\nsource_base_seconds = 5\n";
+        let text = "admin_group = \"totpadm\"\nself_enroll = false\nwindow = 2\naudit_retention_days = 30\naudit_max_rows = 5000\n[lockout]\nthreshold = 3\nbase_seconds = 10\nmax_seconds = 60\nsource_threshold = 2\nsource_base_seconds = 5\n";
         let config = Config::parse(text).ok();
         assert_eq!(
             config,
@@ -186,6 +190,7 @@ mod tests {
                 self_enroll: false,
                 window: 2,
                 audit_retention_days: 30,
+                audit_max_rows: 5000,
                 lockout: LockoutPolicy {
                     threshold: 3,
                     base_seconds: 10,

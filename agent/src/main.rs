@@ -76,8 +76,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Deletes audit rows past the retention now and then every hour, on a thread of its own so
-/// no request waits for it.
+/// Deletes audit rows past the retention (age and size) now and then every minute, on a thread
+/// of its own so no request waits for it (it deletes in small batches that logins interleave).
 fn start_audit_pruning(service: Arc<Service>) {
     let spawned = std::thread::Builder::new()
         .name("audit-retention".into())
@@ -87,7 +87,7 @@ fn start_audit_pruning(service: Arc<Service>) {
                 Ok(pruned) => eprintln!("pam-totp-agent: pruned {pruned} old audit rows"),
                 Err(error) => eprintln!("pam-totp-agent: warning: audit pruning failed: {error}"),
             }
-            std::thread::sleep(std::time::Duration::from_secs(60 * 60));
+            std::thread::sleep(std::time::Duration::from_secs(60));
         });
     if let Err(error) = spawned {
         eprintln!("pam-totp-agent: warning: cannot start audit pruning: {error}");

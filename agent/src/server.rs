@@ -7,9 +7,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use pam_totp_proto::frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
-use pam_totp_proto::{
-    ApiError, DeadlineIo, ErrorCode, RequestEnvelope, Response, PROTOCOL_VERSION,
-};
+use pam_totp_proto::{ApiError, DeadlineIo, RequestEnvelope, Response, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsFd;
@@ -235,26 +233,8 @@ fn answer(service: &Service, peer: Peer, frame: &[u8]) -> Response {
             ),
         ));
     }
-    let op = envelope.request.op();
-    // `{:?}` escapes control characters, so an account name cannot forge log lines.
-    let account = envelope
-        .request
-        .account()
-        .map(|a| format!(" account={a:?}"))
-        .unwrap_or_default();
-    let result = service.handle(peer, envelope.request);
-    let outcome = match &result {
-        Ok(_) => "ok".to_owned(),
-        // Internal errors carry their cause (e.g. "cannot record state: database or disk is
-        // full"); the agent writes those messages itself, and they never hold a code.
-        Err(error) if error.code == ErrorCode::Internal => format!("internal ({})", error.message),
-        Err(error) => error.code.as_str().to_owned(),
-    };
-    eprintln!(
-        "pam-totp-agent: uid={} pid={} op={op}{account} result={outcome}",
-        peer.uid, peer.pid
-    );
-    result.into()
+    // The service logs the request (one line) as it answers it.
+    service.handle(peer, envelope.request).into()
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use crate::authz::{self, Relation};
 use crate::secret::fingerprint;
-use crate::store::ProfileRecord;
-use pam_totp_proto::ProfileView;
+use crate::store::{ProfileRecord, SourceRecord};
+use pam_totp_proto::{BlockedSource, ProfileView};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// RFC 3339 UTC, second precision.
@@ -14,6 +14,7 @@ pub fn rfc3339(unix: i64) -> String {
 
 pub fn profile_view(
     record: &ProfileRecord,
+    blocked: &[(String, SourceRecord)],
     host: &str,
     relation: Relation,
     self_enroll: bool,
@@ -42,6 +43,16 @@ pub fn profile_view(
             .locked_until
             .filter(|until| *until > now)
             .map(rfc3339),
+        blocked_sources: blocked
+            .iter()
+            .filter_map(|(source, record)| {
+                Some(BlockedSource {
+                    source: source.clone(),
+                    blocked_until: rfc3339(record.blocked_until.filter(|t| *t > now)?),
+                    failed_attempts: record.failures,
+                })
+            })
+            .collect(),
         emergency_codes_remaining: u32::try_from(record.emergency_codes.len()).unwrap_or(0),
         can: authz::can(relation, self_enroll),
     }

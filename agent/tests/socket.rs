@@ -136,6 +136,7 @@ fn code(secret: &[u8], offset: i64) -> String {
 fn login(client: &Client, account: &str, code: &str) -> Result<Reply, ClientError> {
     client.call(Request::Authenticate {
         account: account.into(),
+        uid: None,
         code: code.into(),
         context: LoginContext::default(),
     })

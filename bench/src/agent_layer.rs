@@ -186,6 +186,7 @@ fn verify(client: &Client, job: &Job, tally: &mut Tally) {
     loop {
         let request = Request::Authenticate {
             account: account.clone(),
+            uid: None,
             code: SecretString::new(code.clone()),
             context: context(),
         };

@@ -77,6 +77,9 @@ pub enum LogLevel {
 pub trait PamIo {
     /// PAM_USER, asking the application for it if unset (`pam_get_user`).
     fn user(&mut self) -> Result<String, PamCode>;
+    /// The account `name` resolves to in this process (getpwnam: the NSS view pam_unix
+    /// used): its name as NSS returns it, and its uid. `None` when NSS does not know it.
+    fn lookup_account(&self, name: &str) -> Option<(String, u32)>;
     fn item(&self, which: ItemKind) -> Option<String>;
     /// The stacked PAM_AUTHTOK, if an earlier module set one.
     fn authtok(&self) -> Option<Zeroizing<Vec<u8>>>;
@@ -117,8 +120,8 @@ pub fn authenticate(
     options: &Options,
     flags: Flags,
 ) -> PamCode {
-    let account = match pam.user() {
-        Ok(account) if !account.is_empty() => account,
+    let name = match pam.user() {
+        Ok(name) if !name.is_empty() => name,
         Ok(_) => {
             pam.log(LogLevel::Err, "PAM supplied an empty user name");
             return PamCode::UserUnknown;
@@ -131,12 +134,24 @@ pub fn authenticate(
             return code;
         }
     };
+    // The agent holds every name of one uid (an alias, a case variant NSS folds) to the
+    // same profile; a name NSS does not know is refused, never let through as "not enrolled".
+    let Some((account, uid)) = pam.lookup_account(&name) else {
+        pam.log(
+            LogLevel::Notice,
+            &sanitize(&format!(
+                "account {name}: unknown to NSS -> PAM_USER_UNKNOWN"
+            )),
+        );
+        return PamCode::UserUnknown;
+    };
     let mut login = Login {
         pam,
         agent,
         options,
         flags,
         account,
+        uid,
     };
     let result = login.run();
     login.debug(&format!("result {result}"));
@@ -148,7 +163,9 @@ struct Login<'a, P, A> {
     agent: &'a A,
     options: &'a Options,
     flags: Flags,
+    /// The account as NSS names it, and its uid.
     account: String,
+    uid: u32,
 }
 
 /// What the probe decided.
@@ -202,18 +219,26 @@ impl<P: PamIo, A: Agent> Login<'_, P, A> {
         self.verify(code, context)
     }
 
+    /// The login's PAM items, each cut to what the agent accepts (an odd item never fails a
+    /// real login).
     fn context(&self) -> LoginContext {
+        let item = |which| {
+            self.pam
+                .item(which)
+                .map(|value| validate::context_item(&value))
+        };
         LoginContext {
-            service: self.pam.item(ItemKind::Service),
-            rhost: self.pam.item(ItemKind::RHost),
-            tty: self.pam.item(ItemKind::Tty),
-            ruser: self.pam.item(ItemKind::RUser),
+            service: item(ItemKind::Service),
+            rhost: item(ItemKind::RHost),
+            tty: item(ItemKind::Tty),
+            ruser: item(ItemKind::RUser),
         }
     }
 
     fn probe(&mut self, context: &LoginContext) -> Result<Probed, PamCode> {
         let request = Request::Probe {
             account: self.account.clone(),
+            uid: Some(self.uid),
             context: context.clone(),
             grace: self.options.grace,
         };
@@ -350,6 +375,7 @@ impl<P: PamIo, A: Agent> Login<'_, P, A> {
         self.debug("asking the agent");
         let request = Request::Authenticate {
             account: self.account.clone(),
+            uid: Some(self.uid),
             code,
             context,
         };

@@ -15,10 +15,10 @@ pub use client::{Client, ClientError, DeadlineIo};
 pub use error::{ApiError, ErrorCode};
 pub use message::{
     AuditEntry, AuthMethod, AuthReply, CodesReply, EnrollReply, EnrollRequest, ImportOutcome,
-    ImportProfile, LoginContext, ProbeReply, ProfileCounts, RecentAttempts, Reply, Request,
-    RequestEnvelope, Response, StatusReply, MAX_LIST_PAGE, PROTOCOL_VERSION,
+    ImportProfile, LogPage, LoginContext, ProbeReply, ProfileCounts, RecentAttempts, Reply,
+    Request, RequestEnvelope, Response, StatusReply, MAX_LIST_PAGE, MAX_LOG_PAGE, PROTOCOL_VERSION,
 };
-pub use profile::{Algorithm, ProfileView, PROFILE_FIELDS};
+pub use profile::{Algorithm, BlockedSource, ProfileView, PROFILE_FIELDS};
 pub use secret::SecretString;
 
 /// Default path of the agent socket.

@@ -10,6 +10,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Most profiles in one `list` reply (about 600 KiB of JSON); clients page for more.
 pub const MAX_LIST_PAGE: u32 = 1000;
+/// Most audit entries in one `log` reply: entries are at most ~2 KiB of JSON (bounded
+/// context items), so a page stays about 1 MiB; clients page for more.
+pub const MAX_LOG_PAGE: u32 = 500;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +62,10 @@ pub enum Request {
     /// remote host within that many seconds? (PAM `grace=`.)
     Probe {
         account: String,
+        /// The uid the logging-in process resolved `account` to (getpwnam, the NSS view
+        /// pam_unix used). Trusted only from root callers; the agent looks it up otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
         context: LoginContext,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grace: Option<u32>,
@@ -66,6 +73,9 @@ pub enum Request {
     /// A login attempt from the PAM module.
     Authenticate {
         account: String,
+        /// As for `Probe`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
         code: SecretString,
         context: LoginContext,
     },
@@ -114,12 +124,16 @@ pub enum Request {
         /// Replace existing profiles instead of skipping them (admins only).
         replace: bool,
     },
-    /// The audit trail, newest first.
+    /// One page of the audit trail, newest first.
     Log {
         account: Option<String>,
         /// Unix time: only attempts at or after it.
         since: Option<i64>,
+        /// At most [`MAX_LOG_PAGE`].
         limit: u32,
+        /// The `next` cursor of the previous page: only older entries.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<i64>,
     },
     Status {},
 }
@@ -247,6 +261,19 @@ pub struct ProfileCounts {
     pub active: u64,
     pub disabled: u64,
     pub locked: u64,
+    /// Profiles whose last accepted code is from a time step beyond now and the window: the
+    /// clock was set back after a code was used. Their codes are refused as replays until
+    /// real time catches up or `unlock` clears it.
+    #[serde(default)]
+    pub clock_ahead: u64,
+}
+
+/// One page of the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` for the next (older) page; `None` when this page is the last.
+    pub next: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,7 +307,7 @@ pub enum Reply {
     Removed { account: String },
     Codes(CodesReply),
     Imported(Vec<ImportOutcome>),
-    Log(Vec<AuditEntry>),
+    Log(LogPage),
     Status(StatusReply),
 }
 
@@ -529,20 +556,26 @@ mod tests {
         fn request() -> impl Strategy<Value = Request> {
             let account = any::<String>;
             prop_oneof![
-                (account(), context(), any::<Option<u32>>()).prop_map(
-                    |(account, context, grace)| Request::Probe {
+                (
+                    account(),
+                    any::<Option<u32>>(),
+                    context(),
+                    any::<Option<u32>>()
+                )
+                    .prop_map(|(account, uid, context, grace)| Request::Probe {
                         account,
+                        uid,
                         context,
                         grace
-                    }
-                ),
-                (account(), secret(), context()).prop_map(|(account, code, context)| {
-                    Request::Authenticate {
+                    }),
+                (account(), any::<Option<u32>>(), secret(), context()).prop_map(
+                    |(account, uid, code, context)| Request::Authenticate {
                         account,
+                        uid,
                         code,
                         context,
                     }
-                }),
+                ),
                 enroll().prop_map(Request::Enroll),
                 (account(), secret()).prop_map(|(account, code)| Request::Verify { account, code }),
                 account().prop_map(|account| Request::Show { account }),

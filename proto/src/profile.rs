@@ -67,9 +67,20 @@ pub const PROFILE_FIELDS: &[&str] = &[
     "last_used_at",
     "failed_attempts",
     "locked_until",
+    "blocked_sources",
     "emergency_codes_remaining",
     "can",
 ];
+
+/// A source (remote host, or local caller) whose failures currently block it from this
+/// account, as `show` explains a refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedSource {
+    pub source: String,
+    /// RFC 3339 UTC.
+    pub blocked_until: String,
+    pub failed_attempts: u32,
+}
 
 /// One TOTP profile as shown by `show`, `list` and `enroll` (CONTRACT.md field names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +105,8 @@ pub struct ProfileView {
     pub last_used_at: Option<String>,
     pub failed_attempts: u32,
     pub locked_until: Option<String>,
+    /// At most [`crate::validate::MAX_BLOCKED_SOURCES_SHOWN`], longest-blocked first.
+    pub blocked_sources: Vec<BlockedSource>,
     pub emergency_codes_remaining: u32,
     pub can: Vec<String>,
 }
@@ -135,6 +148,7 @@ mod tests {
             last_used_at: None,
             failed_attempts: 0,
             locked_until: None,
+            blocked_sources: vec![],
             emergency_codes_remaining: 10,
             can: vec![],
         };

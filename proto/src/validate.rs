@@ -1,6 +1,7 @@
 //! Input rules, checked by the CLI for early errors and again by the agent, which decides.
 
 use crate::error::ApiError;
+use crate::message::LoginContext;
 
 /// Longest account name accepted (glibc's LOGIN_NAME_MAX less the NUL).
 pub const MAX_ACCOUNT_LEN: usize = 255;
@@ -12,6 +13,53 @@ pub const MIN_PERIOD: u32 = 10;
 pub const MAX_PERIOD: u32 = 300;
 /// Emergency codes are this many digits.
 pub const EMERGENCY_CODE_DIGITS: usize = 8;
+/// Longest login context item (service, rhost, tty, ruser) the agent accepts; the PAM module
+/// truncates longer PAM items to this. Bounds what any caller can make the audit trail hold.
+pub const MAX_CONTEXT_ITEM_BYTES: usize = 256;
+/// Blocked sources listed in one profile view (a profile can have many).
+pub const MAX_BLOCKED_SOURCES_SHOWN: u32 = 16;
+
+/// A login context as the agent accepts it: each item at most [`MAX_CONTEXT_ITEM_BYTES`] and
+/// free of control characters (it is recorded and shown). The target names the item.
+pub fn login_context(context: &LoginContext) -> Result<(), ApiError> {
+    let items = [
+        ("service", &context.service),
+        ("rhost", &context.rhost),
+        ("tty", &context.tty),
+        ("ruser", &context.ruser),
+    ];
+    for (field, value) in items {
+        let Some(value) = value else { continue };
+        if value.len() > MAX_CONTEXT_ITEM_BYTES {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} is longer than {MAX_CONTEXT_ITEM_BYTES} bytes"),
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} contains control characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the PAM module sends for a PAM item: control characters replaced, cut to at most
+/// [`MAX_CONTEXT_ITEM_BYTES`] on a character boundary, so a real login is never refused for
+/// an odd item.
+pub fn context_item(value: &str) -> String {
+    let mut item = String::with_capacity(value.len().min(MAX_CONTEXT_ITEM_BYTES));
+    for c in value.chars() {
+        let c = if c.is_control() { '?' } else { c };
+        if item.len() + c.len_utf8() > MAX_CONTEXT_ITEM_BYTES {
+            break;
+        }
+        item.push(c);
+    }
+    item
+}
 
 /// A local account name as NSS would accept it: no control characters, white space, ':' or
 /// '/', not starting with '-', at most [`MAX_ACCOUNT_LEN`] bytes.
@@ -161,5 +209,45 @@ mod tests {
         assert_eq!(target(digits(9)).as_deref(), Some("digits"));
         assert!(period(30).is_ok());
         assert_eq!(target(period(0)).as_deref(), Some("period"));
+    }
+
+    #[test]
+    fn context_items_are_bounded_and_named() {
+        let long = "h".repeat(MAX_CONTEXT_ITEM_BYTES + 1);
+        let fits = "h".repeat(MAX_CONTEXT_ITEM_BYTES);
+        assert!(login_context(&LoginContext {
+            service: Some("sshd".into()),
+            rhost: Some(fits.clone()),
+            tty: None,
+            ruser: None,
+        })
+        .is_ok());
+        for field in ["service", "rhost", "tty", "ruser"] {
+            let mut context = LoginContext::default();
+            let slot = match field {
+                "service" => &mut context.service,
+                "rhost" => &mut context.rhost,
+                "tty" => &mut context.tty,
+                _ => &mut context.ruser,
+            };
+            *slot = Some(long.clone());
+            assert_eq!(target(login_context(&context)).as_deref(), Some(field));
+        }
+        let tty = LoginContext {
+            tty: Some("pts/0\n".into()),
+            ..LoginContext::default()
+        };
+        assert_eq!(target(login_context(&tty)).as_deref(), Some("tty"));
+        // The module's side: cut on a character boundary, control characters replaced.
+        assert_eq!(context_item(&long), fits);
+        let wide = "é".repeat(200);
+        let cut = context_item(&wide);
+        assert!(cut.len() <= MAX_CONTEXT_ITEM_BYTES && cut.chars().all(|c| c == 'é'));
+        assert_eq!(context_item("a\nb"), "a?b");
+        assert!(login_context(&LoginContext {
+            rhost: Some(context_item(&format!("{long}\u{7}"))),
+            ..LoginContext::default()
+        })
+        .is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! Checking codes: TOTP steps, replay, emergency codes, and the two failure limits (the
 //! attempt's source, and the account).
 
-use super::{denied, not_enrolled, Service, Verdict};
+use super::{denied, not_enrolled, Caller, Service, Target, Verdict};
 use crate::authz::{Op, Peer, Relation};
 use crate::secret;
 use crate::store::{Change, ProfileRecord, SourceRecord};
@@ -71,14 +71,22 @@ pub(super) fn source_of(peer: Peer, context: &LoginContext) -> String {
     }
 }
 
-/// The verdict of a finished check: a counted failure or a success stores the updated
-/// records; a replay or a lock stores nothing.
+/// The verdict of a finished check: the updated records are stored when the check changed
+/// them (a success, a counted failure, a wrong guess while the account was locked); a replay
+/// or a blocked source stores nothing.
 fn verdict_of(
     check: CodeCheck,
     record: ProfileRecord,
     source: SourceRecord,
+    before: (&ProfileRecord, &SourceRecord),
 ) -> Verdict<AuthMethod> {
-    let stores = matches!(check, CodeCheck::Accepted(_) | CodeCheck::Wrong);
+    let stores = match check {
+        CodeCheck::Accepted(_) | CodeCheck::Wrong => true,
+        CodeCheck::Replayed => false,
+        CodeCheck::Locked { .. } => {
+            record.failed_attempts != before.0.failed_attempts || source != *before.1
+        }
+    };
     Verdict {
         result: check.into_result(),
         change: if stores {
@@ -93,8 +101,10 @@ fn verdict_of(
 }
 
 impl Service {
-    /// Checks a code, updating the profile and the source in place. While the account is
-    /// locked or the source blocked, the code is not even looked at.
+    /// Checks a code, updating the profile and the source in place. While this source is
+    /// blocked the code is not even looked at. While the account is locked (by failures from
+    /// elsewhere) only an emergency code can pass: it is the owner's way back in, and a wrong
+    /// guess still counts against its source, which is soon blocked.
     pub(super) fn check_code(
         &self,
         record: &mut ProfileRecord,
@@ -102,12 +112,23 @@ impl Service {
         code: &str,
         now: i64,
     ) -> CodeCheck {
-        let lock = [record.locked_until, source.blocked_until]
-            .into_iter()
-            .flatten()
-            .filter(|until| *until > now)
-            .max();
-        if let Some(until) = lock {
+        let active = |until: Option<i64>| until.filter(|until| *until > now);
+        if let Some(until) = active(source.blocked_until) {
+            return CodeCheck::Locked {
+                retry_after: retry_after(until, now),
+            };
+        }
+        if let Some(until) = active(record.locked_until) {
+            if self.use_emergency_code(record, code) {
+                return self.accept(record, source, AuthMethod::EmergencyCode, now);
+            }
+            // Counted against the source only: the lock is not stretched by its owner's tries.
+            self.count_source_failure(source, now);
+            let until = [record.locked_until, source.blocked_until]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(until);
             return CodeCheck::Locked {
                 retry_after: retry_after(until, now),
             };
@@ -126,18 +147,34 @@ impl Service {
                 record.last_step = Some(step);
                 AuthMethod::Totp
             }
+            None if self.use_emergency_code(record, code) => AuthMethod::EmergencyCode,
             None => {
-                let emergency = (record.verified() && code.len() == EMERGENCY_CODE_DIGITS)
-                    .then(|| secret::find_emergency_code(&record.emergency_codes, code))
-                    .flatten();
-                let Some(index) = emergency else {
-                    self.count_failure(record, source, now);
-                    return CodeCheck::Wrong;
-                };
-                record.emergency_codes.remove(index);
-                AuthMethod::EmergencyCode
+                self.count_failure(record, source, now);
+                return CodeCheck::Wrong;
             }
         };
+        self.accept(record, source, method, now)
+    }
+
+    /// Uses up the emergency code `code`, if it is one of the profile's (active profiles only).
+    fn use_emergency_code(&self, record: &mut ProfileRecord, code: &str) -> bool {
+        let found = (record.verified() && code.len() == EMERGENCY_CODE_DIGITS)
+            .then(|| secret::find_emergency_code(&record.emergency_codes, code))
+            .flatten();
+        if let Some(index) = found {
+            record.emergency_codes.remove(index);
+        }
+        found.is_some()
+    }
+
+    /// A passed check clears the account's failures and this source's.
+    fn accept(
+        &self,
+        record: &mut ProfileRecord,
+        source: &mut SourceRecord,
+        method: AuthMethod,
+        now: i64,
+    ) -> CodeCheck {
         record.failed_attempts = 0;
         record.locked_until = None;
         record.last_used_at = Some(now);
@@ -155,6 +192,11 @@ impl Service {
         if let Some(seconds) = policy.lock_seconds(record.failed_attempts) {
             record.locked_until = Some(until(now, seconds));
         }
+        self.count_source_failure(source, now);
+    }
+
+    fn count_source_failure(&self, source: &mut SourceRecord, now: i64) {
+        let policy = &self.config.lockout;
         source.failures = source.failures.saturating_add(1);
         source.last_failure_at = now;
         if let Some(seconds) = policy.block_seconds(source.failures) {
@@ -165,17 +207,18 @@ impl Service {
     /// `authenticate` (PAM) and `verify` (CLI): check and consume a code.
     pub(super) fn check(
         &self,
-        peer: Peer,
+        caller: Caller,
         op: Op,
-        account: &str,
+        target: &Target,
         code: &SecretString,
         context: &LoginContext,
-    ) -> Result<(AuthMethod, ProfileView), ApiError> {
+    ) -> Result<(AuthMethod, Option<ProfileView>), ApiError> {
         let now = self.clock.now();
-        let source = source_of(peer, context);
+        let source = source_of(caller.peer, context);
+        let account = target.account.as_str();
         let done = self.transact(
-            peer,
-            account,
+            caller,
+            target,
             op,
             context,
             Some(&source),
@@ -191,11 +234,12 @@ impl Service {
                 )
             },
         )?;
-        let view = done
-            .stored
-            .as_ref()
-            .map(|record| self.view(record, done.relation))
-            .ok_or_else(|| not_enrolled(account))?;
+        // A login needs no view (and no read of the store's sources for one).
+        let view = match (op, done.stored.as_ref()) {
+            (Op::Authenticate, _) => None,
+            (_, Some(record)) => Some(self.view(record, done.relation)?),
+            (_, None) => return Err(not_enrolled(account)),
+        };
         Ok((done.value, view))
     }
 
@@ -233,9 +277,10 @@ impl Service {
             return Verdict::refuse(error, "disabled");
         }
         let mut record = current.clone();
-        let mut source = source.copied().unwrap_or_default();
+        let before = source.copied().unwrap_or_default();
+        let mut source = before;
         let check = self.check_code(&mut record, &mut source, code, now);
-        verdict_of(check, record, source)
+        verdict_of(check, record, source, (current, &before))
     }
 
     /// An owner's code check for remove, codes and replacing an active profile: the checked
@@ -267,10 +312,13 @@ impl Service {
             return Err(Box::new(Verdict::refuse(error, "disabled")));
         }
         let mut checked = record.clone();
-        let mut source = source.copied().unwrap_or_default();
+        let before = source.copied().unwrap_or_default();
+        let mut source = before;
         match self.check_code(&mut checked, &mut source, code.expose(), now) {
             CodeCheck::Accepted(_) => Ok((checked, source)),
-            check => Err(Box::new(verdict_of(check, checked, source).map(|_| ()))),
+            check => Err(Box::new(
+                verdict_of(check, checked, source, (record, &before)).map(|_| ()),
+            )),
         }
     }
 }

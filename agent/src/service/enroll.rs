@@ -1,8 +1,8 @@
 //! `enroll`: a new pending profile with a fresh secret and emergency codes.
 
 use super::codes::source_of;
-use super::{denied, Service, Verdict};
-use crate::authz::{Op, Peer, Relation};
+use super::{denied, Caller, Service, Target, Verdict};
+use crate::authz::{Op, Relation};
 use crate::secret;
 use crate::store::{Change, ProfileRecord, SourceRecord};
 use pam_totp_proto::validate;
@@ -11,7 +11,14 @@ use pam_totp_proto::{
 };
 
 impl Service {
-    pub(super) fn enroll(&self, peer: Peer, request: EnrollRequest) -> Result<Reply, ApiError> {
+    /// Enrolls the target: the account named, or the enrolled account of the same uid whose
+    /// profile that name is held to (so an alias cannot add a second profile beside it).
+    pub(super) fn enroll(
+        &self,
+        caller: Caller,
+        target: &Target,
+        request: EnrollRequest,
+    ) -> Result<Reply, ApiError> {
         validate::digits(request.digits)?;
         validate::period(request.period)?;
         if let Some(comment) = &request.comment {
@@ -20,8 +27,8 @@ impl Service {
         if let Some(issuer) = &request.issuer {
             validate::issuer(issuer)?;
         }
-        let account = request.account.as_str();
-        let Some(uid) = self.directory.uid_of(account) else {
+        let account = target.account.as_str();
+        let Some(uid) = target.uid else {
             return Err(
                 ApiError::not_found(format!("no such account: '{account}'")).with_target("account")
             );
@@ -53,10 +60,10 @@ impl Service {
             window: None,
         };
         let context = LoginContext::default();
-        let source = source_of(peer, &context);
+        let source = source_of(caller.peer, &context);
         let done = self.transact(
-            peer,
-            account,
+            caller,
+            target,
             Op::Enroll,
             &context,
             Some(&source),
@@ -73,7 +80,7 @@ impl Service {
             secret: secret_b32,
             otpauth_uri: uri,
             emergency_codes: codes,
-            profile: self.view(&record, done.relation),
+            profile: self.view(&record, done.relation)?,
         }))
     }
 
@@ -103,7 +110,7 @@ impl Service {
                 ErrorCode::AlreadyExists,
                 format!(
                     "account '{}' already has a TOTP profile: use --replace",
-                    request.account
+                    current.account
                 ),
             )
             .with_target("account");

@@ -1,8 +1,8 @@
 //! `import`: active profiles with known secrets, moved over from google-authenticator or
 //! pam_oath. Each profile is decided on its own; all of one request commit together.
 
-use super::{denied, store_error, Service};
-use crate::authz::{self, Op, Peer, Relation};
+use super::{denied, store_error, Caller, Service};
+use crate::authz::{self, Op, Relation};
 use crate::config::MAX_WINDOW;
 use crate::secret;
 use crate::store::{Change, Decision, Outcome, ProfileRecord};
@@ -18,7 +18,7 @@ const MAX_SECRET_BYTES: usize = 64;
 impl Service {
     pub(super) fn import(
         &self,
-        peer: Peer,
+        caller: Caller,
         profiles: Vec<ImportProfile>,
         replace: bool,
     ) -> Result<Reply, ApiError> {
@@ -29,7 +29,7 @@ impl Service {
             ));
         }
         let now = self.clock.now();
-        let is_admin = self.is_admin(peer.uid);
+        let (peer, is_admin) = (caller.peer, caller.admin);
         let names: Vec<&str> = profiles.iter().map(|p| p.account.as_str()).collect();
         let uids = self.directory.uids_of(&names);
         let prepared: Vec<(String, Result<ProfileRecord, ApiError>)> = profiles

@@ -2,8 +2,8 @@
 //! and new emergency codes.
 
 use super::codes::source_of;
-use super::{denied, not_enrolled, store_error, Done, Service, Verdict};
-use crate::authz::{Op, Peer, Relation};
+use super::{denied, not_enrolled, store_error, Caller, Done, Service, Target, Verdict};
+use crate::authz::{Op, Relation};
 use crate::secret;
 use crate::store::{Change, ProfileRecord};
 use pam_totp_proto::validate;
@@ -18,23 +18,24 @@ enum OwnerProof<'a> {
 }
 
 impl Service {
-    pub(super) fn show(&self, peer: Peer, account: &str) -> Result<Reply, ApiError> {
-        let record = self.store.get(account).map_err(store_error)?;
-        let relation = self.relation(peer, account, record.as_ref());
+    pub(super) fn show(&self, caller: Caller, target: &Target) -> Result<Reply, ApiError> {
+        self.refuse_stranger(caller, target, Op::Show, &LoginContext::default())?;
+        let record = self.store.get(&target.account).map_err(store_error)?;
+        let relation = Self::relation(caller, target, record.as_ref());
         if !self.permits(relation, Op::Show) {
             return Err(denied(Op::Show));
         }
-        let record = record.ok_or_else(|| not_enrolled(account))?;
-        Ok(Reply::Profile(self.view(&record, relation)))
+        let record = record.ok_or_else(|| not_enrolled(&target.account))?;
+        Ok(Reply::Profile(self.view(&record, relation)?))
     }
 
     pub(super) fn list(
         &self,
-        peer: Peer,
+        caller: Caller,
         after: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Reply, ApiError> {
-        if !self.is_admin(peer.uid) {
+        if !caller.admin {
             return Err(ApiError::permission_denied(
                 "permission denied: only administrators may list profiles",
             ));
@@ -47,61 +48,69 @@ impl Service {
             ));
         }
         let records = self.store.list(after, limit).map_err(store_error)?;
-        Ok(Reply::Profiles(
-            records
-                .iter()
-                .map(|record| self.view(record, Relation::Admin))
-                .collect(),
-        ))
+        let views = records
+            .iter()
+            .map(|record| self.view(record, Relation::Admin))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Reply::Profiles(views))
     }
 
     /// An administrative change to an existing profile, stamped with `changed_at`.
     fn modify(
         &self,
-        peer: Peer,
-        account: &str,
+        caller: Caller,
+        target: &Target,
         op: Op,
         clear_sources: bool,
         change: &dyn Fn(&mut ProfileRecord),
     ) -> Result<Reply, ApiError> {
         let now = self.clock.now();
         let done =
-            self.change_profile(peer, account, op, OwnerProof::None, &mut |mut record| {
+            self.change_profile(caller, target, op, OwnerProof::None, &mut |mut record| {
                 change(&mut record);
                 record.changed_at = now;
                 (Change::Save(Box::new(record)), clear_sources)
             })?;
-        let record = done.stored.ok_or_else(|| not_enrolled(account))?;
-        Ok(Reply::Profile(self.view(&record, done.relation)))
+        let record = done.stored.ok_or_else(|| not_enrolled(&target.account))?;
+        Ok(Reply::Profile(self.view(&record, done.relation)?))
     }
 
     pub(super) fn set_enabled(
         &self,
-        peer: Peer,
-        account: &str,
+        caller: Caller,
+        target: &Target,
         enabled: bool,
     ) -> Result<Reply, ApiError> {
         let op = if enabled { Op::Enable } else { Op::Disable };
-        self.modify(peer, account, op, false, &|record| record.enabled = enabled)
+        self.modify(caller, target, op, false, &|record| {
+            record.enabled = enabled
+        })
     }
 
-    /// Clears the account's lock and every source's block.
-    pub(super) fn unlock(&self, peer: Peer, account: &str) -> Result<Reply, ApiError> {
-        self.modify(peer, account, Op::Unlock, true, &|record| {
+    /// Clears the account's lock, every source's block, and a last used step ahead of the
+    /// clock (left by a clock that was set back): until then every code would be a replay.
+    /// Steps up to now stay used, so no code already used works again.
+    pub(super) fn unlock(&self, caller: Caller, target: &Target) -> Result<Reply, ApiError> {
+        let now = self.clock.now();
+        self.modify(caller, target, Op::Unlock, true, &|record| {
             record.failed_attempts = 0;
             record.locked_until = None;
+            let current_step = now / i64::from(record.period.max(1));
+            if record.last_step.is_some_and(|last| last > current_step) {
+                record.last_step = Some(current_step);
+            }
         })
     }
 
     pub(super) fn set_comment(
         &self,
-        peer: Peer,
-        account: &str,
+        caller: Caller,
+        target: &Target,
         comment: String,
     ) -> Result<Reply, ApiError> {
         validate::comment(&comment)?;
         let comment = Some(comment).filter(|c| !c.is_empty());
-        self.modify(peer, account, Op::Set, false, &|record| {
+        self.modify(caller, target, Op::Set, false, &|record| {
             record.comment.clone_from(&comment);
         })
     }
@@ -111,18 +120,19 @@ impl Service {
     /// forget the account's sources. Audited either way.
     fn change_profile(
         &self,
-        peer: Peer,
-        account: &str,
+        caller: Caller,
+        target: &Target,
         op: Op,
         proof: OwnerProof<'_>,
         apply: &mut dyn FnMut(ProfileRecord) -> (Change, bool),
     ) -> Result<Done<()>, ApiError> {
         let now = self.clock.now();
         let context = LoginContext::default();
-        let source = source_of(peer, &context);
+        let source = source_of(caller.peer, &context);
+        let account = target.account.as_str();
         self.transact(
-            peer,
-            account,
+            caller,
+            target,
             op,
             &context,
             Some(&source),
@@ -154,38 +164,38 @@ impl Service {
 
     pub(super) fn remove(
         &self,
-        peer: Peer,
-        account: &str,
+        caller: Caller,
+        target: &Target,
         code: Option<&SecretString>,
     ) -> Result<Reply, ApiError> {
         let proof = OwnerProof::Code(code);
-        self.change_profile(peer, account, Op::Remove, proof, &mut |_| {
+        self.change_profile(caller, target, Op::Remove, proof, &mut |_| {
             (Change::Delete, true)
         })?;
         Ok(Reply::Removed {
-            account: account.to_owned(),
+            account: target.account.clone(),
         })
     }
 
     pub(super) fn regenerate_codes(
         &self,
-        peer: Peer,
-        account: &str,
+        caller: Caller,
+        target: &Target,
         code: Option<&SecretString>,
     ) -> Result<Reply, ApiError> {
         let (plain, hashed) =
             secret::generate_emergency_codes().map_err(|e| ApiError::internal(e.to_string()))?;
         let now = self.clock.now();
         let proof = OwnerProof::Code(code);
-        let done = self.change_profile(peer, account, Op::Codes, proof, &mut |mut record| {
+        let done = self.change_profile(caller, target, Op::Codes, proof, &mut |mut record| {
             record.emergency_codes.clone_from(&hashed);
             record.changed_at = now;
             (Change::Save(Box::new(record)), false)
         })?;
-        let record = done.stored.ok_or_else(|| not_enrolled(account))?;
+        let record = done.stored.ok_or_else(|| not_enrolled(&target.account))?;
         Ok(Reply::Codes(CodesReply {
             emergency_codes: plain,
-            profile: self.view(&record, done.relation),
+            profile: self.view(&record, done.relation)?,
         }))
     }
 }

@@ -6,6 +6,7 @@ mod enroll;
 mod import;
 mod manage;
 mod probe;
+mod refusals;
 mod report;
 
 use crate::authz::{self, Op, Peer, Relation};
@@ -14,8 +15,9 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::{AuditEvent, Change, Outcome, ProfileRecord, SourceRecord, Store, StoreError};
 use crate::view::profile_view;
-use pam_totp_proto::validate;
+use pam_totp_proto::validate::{self, MAX_BLOCKED_SOURCES_SHOWN};
 use pam_totp_proto::{ApiError, AuthReply, LoginContext, ProfileView, Reply, Request};
+use refusals::RefusalBudget;
 use std::time::Instant;
 
 pub struct Service {
@@ -26,6 +28,7 @@ pub struct Service {
     host: String,
     paths: Paths,
     started: Instant,
+    refusals: RefusalBudget,
 }
 
 /// Where the agent listens and keeps its state, as `status` reports them.
@@ -33,6 +36,25 @@ pub struct Service {
 pub struct Paths {
     pub socket: String,
     pub database: String,
+}
+
+/// The caller as the kernel and NSS describe it. Resolved once, before any transaction: no
+/// NSS lookup (which may be a slow LDAP or SSSD call) ever runs under the store's write lock.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    peer: Peer,
+    admin: bool,
+    /// A non-root caller past its budget of refusals: its refusals that change nothing are
+    /// neither audited nor logged (see `refusals`).
+    quiet: bool,
+}
+
+/// The account a request acts on: the profile it is held to, and the uid its name resolves
+/// to (`None`: NSS does not know the name).
+#[derive(Debug, Clone)]
+struct Target {
+    account: String,
+    uid: Option<u32>,
 }
 
 /// What a rule decided inside a transaction: the answer, what to store, the audit label.
@@ -74,6 +96,11 @@ impl<T> Verdict<T> {
             clear_sources: self.clear_sources,
             label: self.label,
         }
+    }
+
+    /// Stores nothing at all (a refusal that changes no state).
+    fn changes_nothing(&self) -> bool {
+        matches!(self.change, Change::Keep) && self.source.is_none() && !self.clear_sources
     }
 }
 
@@ -120,6 +147,7 @@ impl Service {
             host,
             paths: Paths::default(),
             started: Instant::now(),
+            refusals: RefusalBudget::default(),
         }
     }
 
@@ -129,44 +157,108 @@ impl Service {
         self
     }
 
+    /// Answers one request and logs it (one line; a quiet caller's refusals are not logged).
     pub fn handle(&self, peer: Peer, request: Request) -> Result<Reply, ApiError> {
-        if let Some(account) = request.account() {
-            validate::account(account)?;
+        let now = self.clock.now();
+        let caller = Caller {
+            peer,
+            admin: self.is_admin(peer.uid),
+            quiet: peer.uid != 0 && self.refusals.is_quiet(peer.uid, now),
+        };
+        let op = request.op();
+        // `{:?}` escapes control characters, so an account name cannot forge log lines.
+        let account = request
+            .account()
+            .map(|a| format!(" account={a:?}"))
+            .unwrap_or_default();
+        let result = self.dispatch(caller, request);
+        if let Err(error) = &result {
+            if peer.uid != 0 {
+                if let Some(summary) = self.refusals.count(peer.uid, now) {
+                    eprintln!("pam-totp-agent: {summary}");
+                }
+            }
+            if caller.quiet {
+                return result;
+            }
+            // Internal errors carry their cause (e.g. "cannot record state: database or disk
+            // is full"); the agent writes those messages itself, and they never hold a code.
+            let outcome = match error.code {
+                pam_totp_proto::ErrorCode::Internal => format!("internal ({})", error.message),
+                code => code.as_str().to_owned(),
+            };
+            eprintln!(
+                "pam-totp-agent: uid={} pid={} op={op}{account} result={outcome}",
+                peer.uid, peer.pid
+            );
+        } else {
+            eprintln!(
+                "pam-totp-agent: uid={} pid={} op={op}{account} result=ok",
+                peer.uid, peer.pid
+            );
         }
+        result
+    }
+
+    fn dispatch(&self, caller: Caller, request: Request) -> Result<Reply, ApiError> {
         match request {
             Request::Probe {
                 account,
+                uid,
                 context,
                 grace,
-            } => self.probe(peer, &account, &context, grace),
+            } => {
+                validate::login_context(&context)?;
+                let target = self.login_target(caller, &account, uid, Op::Probe, &context)?;
+                self.probe(caller, &target, &context, grace)
+            }
             Request::Authenticate {
                 account,
+                uid,
                 code,
                 context,
-            } => self
-                .check(peer, Op::Authenticate, &account, &code, &context)
-                .map(|(method, _)| Reply::Authenticated(AuthReply { method })),
-            Request::Verify { account, code } => self
-                .check(peer, Op::Verify, &account, &code, &LoginContext::default())
-                .map(|(_, view)| Reply::Profile(view)),
-            Request::Enroll(enroll) => self.enroll(peer, enroll),
-            Request::Show { account } => self.show(peer, &account),
-            Request::List { after, limit } => self.list(peer, after.as_deref(), limit),
-            Request::Disable { account } => self.set_enabled(peer, &account, false),
-            Request::Enable { account } => self.set_enabled(peer, &account, true),
-            Request::Remove { account, code } => self.remove(peer, &account, code.as_ref()),
-            Request::Unlock { account } => self.unlock(peer, &account),
-            Request::RegenerateCodes { account, code } => {
-                self.regenerate_codes(peer, &account, code.as_ref())
+            } => {
+                validate::login_context(&context)?;
+                let op = Op::Authenticate;
+                let target = self.login_target(caller, &account, uid, op, &context)?;
+                self.check(caller, op, &target, &code, &context)
+                    .map(|(method, _)| Reply::Authenticated(AuthReply { method }))
             }
-            Request::SetComment { account, comment } => self.set_comment(peer, &account, comment),
-            Request::Import { profiles, replace } => self.import(peer, profiles, replace),
+            Request::Verify { account, code } => {
+                let target = self.target(&account)?;
+                let context = LoginContext::default();
+                let (_, view) = self.check(caller, Op::Verify, &target, &code, &context)?;
+                view.map(Reply::Profile)
+                    .ok_or_else(|| not_enrolled(&target.account))
+            }
+            Request::Enroll(enroll) => {
+                let target = self.target(&enroll.account)?;
+                self.enroll(caller, &target, enroll)
+            }
+            Request::Show { account } => self.show(caller, &self.target(&account)?),
+            Request::List { after, limit } => self.list(caller, after.as_deref(), limit),
+            Request::Disable { account } => {
+                self.set_enabled(caller, &self.target(&account)?, false)
+            }
+            Request::Enable { account } => self.set_enabled(caller, &self.target(&account)?, true),
+            Request::Remove { account, code } => {
+                self.remove(caller, &self.target(&account)?, code.as_ref())
+            }
+            Request::Unlock { account } => self.unlock(caller, &self.target(&account)?),
+            Request::RegenerateCodes { account, code } => {
+                self.regenerate_codes(caller, &self.target(&account)?, code.as_ref())
+            }
+            Request::SetComment { account, comment } => {
+                self.set_comment(caller, &self.target(&account)?, comment)
+            }
+            Request::Import { profiles, replace } => self.import(caller, profiles, replace),
             Request::Log {
                 account,
                 since,
                 limit,
-            } => self.log(peer, account, since, limit),
-            Request::Status {} => self.status(peer),
+                before,
+            } => self.log(caller, account, since, limit, before),
+            Request::Status {} => self.status(caller),
         }
     }
 
@@ -179,16 +271,54 @@ impl Service {
                 .is_some_and(|group| self.directory.is_member(uid, group))
     }
 
-    fn relation(&self, peer: Peer, account: &str, profile: Option<&ProfileRecord>) -> Relation {
-        // Logins come from root (sshd, sudo): an admin needs no NSS lookup, and on the login
-        // path that lookup was the agent's largest single cost.
-        if self.is_admin(peer.uid) {
-            return Relation::Admin;
-        }
+    /// The account a request names, resolved through NSS (outside any transaction), and the
+    /// profile it is held to: a name of the same uid as an enrolled account is held to that
+    /// account's profile.
+    fn target(&self, name: &str) -> Result<Target, ApiError> {
+        validate::account(name)?;
+        let uid = self.directory.uid_of(name);
+        self.held_to(name, uid)
+    }
+
+    fn held_to(&self, name: &str, uid: Option<u32>) -> Result<Target, ApiError> {
+        let account = self.store.profile_account(name, uid).map_err(store_error)?;
+        Ok(Target { account, uid })
+    }
+
+    /// A login's account. The PAM module resolves the name in the process that is logging in
+    /// (the NSS view pam_unix used) and sends the uid; only a root caller's uid is trusted,
+    /// anyone else's name is looked up here. A name that resolves to nothing is refused:
+    /// never "not enrolled", which `nullok` would let through.
+    fn login_target(
+        &self,
+        caller: Caller,
+        name: &str,
+        claimed_uid: Option<u32>,
+        op: Op,
+        context: &LoginContext,
+    ) -> Result<Target, ApiError> {
+        validate::account(name)?;
+        let uid = match claimed_uid {
+            Some(uid) if caller.peer.uid == 0 => Some(uid),
+            _ => self.directory.uid_of(name),
+        };
+        let Some(uid) = uid else {
+            self.audit_refusal(caller, name, None, op, context, "unknown_account")?;
+            return Err(
+                ApiError::permission_denied(format!("no such account: '{name}'"))
+                    .with_target("account"),
+            );
+        };
+        self.held_to(name, Some(uid))
+    }
+
+    /// How the caller stands to the target and its profile: decided from what was resolved
+    /// before the transaction, so it needs no lookup.
+    fn relation(caller: Caller, target: &Target, profile: Option<&ProfileRecord>) -> Relation {
         authz::relation(
-            false,
-            peer.uid,
-            self.directory.uid_of(account),
+            caller.admin,
+            caller.peer.uid,
+            target.uid,
             profile.map(|p| p.uid),
         )
     }
@@ -197,18 +327,61 @@ impl Service {
         authz::permits(relation, op, self.config.self_enroll)
     }
 
-    fn view(&self, record: &ProfileRecord, relation: Relation) -> ProfileView {
-        profile_view(
+    /// Refuses a caller who is nobody to the target (not an admin, not its owner by NSS)
+    /// before any transaction: such a refusal needs no profile, and keeps the store's write
+    /// lock out of reach of a local user's flood.
+    fn refuse_stranger(
+        &self,
+        caller: Caller,
+        target: &Target,
+        op: Op,
+        context: &LoginContext,
+    ) -> Result<(), ApiError> {
+        if caller.admin || target.uid == Some(caller.peer.uid) {
+            return Ok(());
+        }
+        self.audit_refusal(caller, &target.account, target.uid, op, context, "denied")?;
+        Err(denied(op))
+    }
+
+    /// Audits a refusal decided outside a transaction (unless the caller is quiet).
+    fn audit_refusal(
+        &self,
+        caller: Caller,
+        account: &str,
+        uid: Option<u32>,
+        op: Op,
+        context: &LoginContext,
+        label: &str,
+    ) -> Result<(), ApiError> {
+        if caller.quiet {
+            return Ok(());
+        }
+        let mut event = self.event(caller.peer, account, op, context);
+        event.uid = uid;
+        event.result = label.to_owned();
+        self.store.audit(&event).map_err(store_error)
+    }
+
+    fn view(&self, record: &ProfileRecord, relation: Relation) -> Result<ProfileView, ApiError> {
+        let now = self.clock.now();
+        let blocked = self
+            .store
+            .blocked_sources(&record.account, now, MAX_BLOCKED_SOURCES_SHOWN)
+            .map_err(store_error)?;
+        Ok(profile_view(
             record,
+            &blocked,
             &self.host,
             relation,
             self.config.self_enroll,
-            self.clock.now(),
-        )
+            now,
+        ))
     }
 
     fn event(&self, peer: Peer, account: &str, op: Op, context: &LoginContext) -> AuditEvent {
         AuditEvent {
+            id: 0,
             at: self.clock.now(),
             account: account.to_owned(),
             uid: None,
@@ -217,41 +390,47 @@ impl Service {
             service: context.service.clone(),
             rhost: context.rhost.clone(),
             tty: context.tty.clone(),
+            ruser: context.ruser.clone(),
             caller_uid: peer.uid,
             caller_pid: peer.pid,
         }
     }
 
-    /// Runs `decide` in one store transaction on the account (and `source`, if any) and
-    /// audits its verdict there too.
+    /// Runs `decide` in one store transaction on the target's profile (and `source`'s
+    /// record, if any) and audits its verdict there too. `decide` may run more than once.
     fn transact<T>(
         &self,
-        peer: Peer,
-        account: &str,
+        caller: Caller,
+        target: &Target,
         op: Op,
         context: &LoginContext,
         source: Option<&str>,
         decide: &mut Rule<'_, T>,
     ) -> Result<Done<T>, ApiError> {
+        self.refuse_stranger(caller, target, op, context)?;
+        let account = target.account.as_str();
         let mut result = None;
         let mut relation = Relation::Stranger;
         let stored = self
             .store
             .transact(account, source, &mut |current, source_record| {
-                relation = self.relation(peer, account, current);
+                relation = Self::relation(caller, target, current);
                 let verdict = decide(relation, current, source_record);
-                let mut event = self.event(peer, account, op, context);
-                event.uid = match &verdict.change {
-                    Change::Save(record) => Some(record.uid),
-                    _ => current.map(|r| r.uid),
-                };
-                event.result = verdict.label.to_owned();
+                let audit = (!(caller.quiet && verdict.changes_nothing())).then(|| {
+                    let mut event = self.event(caller.peer, account, op, context);
+                    event.uid = match &verdict.change {
+                        Change::Save(record) => Some(record.uid),
+                        _ => current.map(|r| r.uid),
+                    };
+                    event.result = verdict.label.to_owned();
+                    event
+                });
                 result = Some(verdict.result);
                 Outcome {
                     change: verdict.change,
                     source: verdict.source,
                     clear_sources: verdict.clear_sources,
-                    audit: Some(event),
+                    audit,
                 }
             })
             .map_err(store_error)?;

@@ -1,7 +1,7 @@
 //! `probe`: does a login need a code, how many digits, and does `grace` let it through?
 
-use super::{denied, store_error, Service};
-use crate::authz::{Op, Peer};
+use super::{denied, store_error, Caller, Service, Target};
+use crate::authz::Op;
 use crate::store::{LoginPlace, ProfileRecord};
 use pam_totp_proto::validate;
 use pam_totp_proto::{ApiError, LoginContext, ProbeReply, Reply};
@@ -9,25 +9,27 @@ use pam_totp_proto::{ApiError, LoginContext, ProbeReply, Reply};
 impl Service {
     pub(super) fn probe(
         &self,
-        peer: Peer,
-        account: &str,
+        caller: Caller,
+        target: &Target,
         context: &LoginContext,
         grace: Option<u32>,
     ) -> Result<Reply, ApiError> {
-        let record = self.store.get(account).map_err(store_error)?;
-        let relation = self.relation(peer, account, record.as_ref());
+        self.refuse_stranger(caller, target, Op::Probe, context)?;
+        let record = self.store.get(&target.account).map_err(store_error)?;
+        let relation = Self::relation(caller, target, record.as_ref());
         if !self.permits(relation, Op::Probe) {
             return Err(denied(Op::Probe));
         }
         let active = record.as_ref().filter(|r| r.verified() && r.enabled);
+        // Grace rests on PAM items, which only a root caller (sshd, sudo) vouches for.
         let grace = match (active, grace) {
-            (Some(record), Some(seconds)) if seconds > 0 => {
+            (Some(record), Some(seconds)) if seconds > 0 && caller.peer.uid == 0 => {
                 self.grace_applies(record, context, seconds)?
             }
             _ => false,
         };
         if grace {
-            let mut event = self.event(peer, account, Op::Authenticate, context);
+            let mut event = self.event(caller.peer, &target.account, Op::Authenticate, context);
             event.uid = active.map(|r| r.uid);
             event.result = "grace".into();
             self.store.audit(&event).map_err(store_error)?;
@@ -39,8 +41,10 @@ impl Service {
         }))
     }
 
-    /// Grace: a code login of this profile, from exactly this service, remote host and tty,
-    /// less than `seconds` ago. Never while locked; never for a login without a service.
+    /// Grace: a code login of this profile through a root caller, from exactly this service,
+    /// remote host, tty and remote user, less than `seconds` ago. Never while locked; never
+    /// for a login without a service, nor one with neither a tty nor a remote host (nothing
+    /// would tell one such login from another).
     fn grace_applies(
         &self,
         record: &ProfileRecord,
@@ -48,13 +52,17 @@ impl Service {
         seconds: u32,
     ) -> Result<bool, ApiError> {
         let now = self.clock.now();
-        if context.service.is_none() || record.locked_until.is_some_and(|until| until > now) {
+        let given = |item: &Option<String>| item.as_ref().is_some_and(|v| !v.is_empty());
+        let nowhere = !given(&context.tty) && !given(&context.rhost);
+        let locked = record.locked_until.is_some_and(|until| until > now);
+        if !given(&context.service) || nowhere || locked {
             return Ok(false);
         }
         let place = LoginPlace {
             service: context.service.as_deref(),
             rhost: context.rhost.as_deref(),
             tty: context.tty.as_deref(),
+            ruser: context.ruser.as_deref(),
         };
         let last = self
             .store

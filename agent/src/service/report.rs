@@ -1,74 +1,82 @@
 //! `log` (the audit trail) and `status` (what the agent is and holds), plus audit retention.
 
-use super::{denied, store_error, Service};
-use crate::authz::{Op, Peer, Relation};
+use super::{store_error, Caller, Service};
+use crate::authz::Op;
 use crate::store::AuditQuery;
 use crate::view::rfc3339;
-use pam_totp_proto::validate;
-use pam_totp_proto::{ApiError, AuditEntry, RecentAttempts, Reply, StatusReply};
-
-/// Most audit rows one `log` request returns.
-pub const MAX_LOG_LIMIT: u32 = 10_000;
+use pam_totp_proto::{
+    ApiError, AuditEntry, LogPage, LoginContext, RecentAttempts, Reply, StatusReply, MAX_LOG_PAGE,
+};
 
 impl Service {
-    /// The audit trail, newest first. Administrators read any account or all; anyone else
-    /// reads only their own (the default when they name none).
+    /// One page of the audit trail, newest first. Administrators read any account or all;
+    /// anyone else reads only their own (the default when they name none). At most
+    /// [`MAX_LOG_PAGE`] rows are read, so memory per request stays bounded.
     pub(super) fn log(
         &self,
-        peer: Peer,
+        caller: Caller,
         account: Option<String>,
         since: Option<i64>,
         limit: u32,
+        before: Option<i64>,
     ) -> Result<Reply, ApiError> {
-        if !(1..=MAX_LOG_LIMIT).contains(&limit) {
+        if !(1..=MAX_LOG_PAGE).contains(&limit) {
             return Err(ApiError::invalid(
                 "limit",
-                format!("limit must be 1 to {MAX_LOG_LIMIT}"),
+                format!("limit must be 1 to {MAX_LOG_PAGE}"),
             ));
         }
-        let account = match account {
+        let name = match account {
             Some(account) => Some(account),
-            None if self.is_admin(peer.uid) => None,
-            None => Some(self.directory.name_of(peer.uid).ok_or_else(|| {
+            None if caller.admin => None,
+            None => Some(self.directory.name_of(caller.peer.uid).ok_or_else(|| {
                 ApiError::permission_denied("your uid has no account name to read the log of")
             })?),
         };
-        if let Some(account) = &account {
-            validate::account(account)?;
-            let relation = self.relation(peer, account, None);
-            if !self.permits(relation, Op::Log) {
-                return Err(denied(Op::Log));
+        let account = match name {
+            Some(name) => {
+                let target = self.target(&name)?;
+                // Admin, or the account itself by NSS: owners may read their own log.
+                self.refuse_stranger(caller, &target, Op::Log, &LoginContext::default())?;
+                Some(target.account)
             }
-        }
+            None => None,
+        };
         let query = AuditQuery {
             account,
             since,
+            before,
             limit,
         };
         let events = self.store.audit_log(&query).map_err(store_error)?;
-        Ok(Reply::Log(
-            events
-                .into_iter()
-                .map(|event| AuditEntry {
-                    time: rfc3339(event.at),
-                    account: event.account,
-                    op: event.op,
-                    result: event.result,
-                    service: event.service,
-                    rhost: event.rhost,
-                    tty: event.tty,
-                    caller_uid: event.caller_uid,
-                })
-                .collect(),
-        ))
+        let next = events
+            .last()
+            .filter(|_| events.len() == usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|event| event.id);
+        let entries = events
+            .into_iter()
+            .map(|event| AuditEntry {
+                time: rfc3339(event.at),
+                account: event.account,
+                op: event.op,
+                result: event.result,
+                service: event.service,
+                rhost: event.rhost,
+                tty: event.tty,
+                caller_uid: event.caller_uid,
+            })
+            .collect();
+        Ok(Reply::Log(LogPage { entries, next }))
     }
 
     /// Version, uptime and paths for anyone (is the agent up?); counts for administrators.
-    pub(super) fn status(&self, peer: Peer) -> Result<Reply, ApiError> {
+    pub(super) fn status(&self, caller: Caller) -> Result<Reply, ApiError> {
         let now = self.clock.now();
-        let admin = self.relation(peer, "", None) == Relation::Admin;
-        let (profiles, last_hour) = if admin {
-            let counts = self.store.profile_counts(now).map_err(store_error)?;
+        let (profiles, last_hour) = if caller.admin {
+            let counts = self
+                .store
+                .profile_counts(now, self.config.window)
+                .map_err(store_error)?;
             let recent: RecentAttempts = self
                 .store
                 .recent_attempts(now - 3600)
@@ -87,13 +95,16 @@ impl Service {
         }))
     }
 
-    /// Deletes audit rows past the configured retention; returns how many.
+    /// Deletes audit rows past the configured retention (age and size); returns how many.
     pub fn prune_audit(&self) -> Result<usize, ApiError> {
         let days = self.config.audit_retention_days;
-        if days == 0 {
-            return Ok(0);
-        }
-        let before = self.clock.now() - i64::from(days) * 24 * 60 * 60;
-        self.store.prune_audit(before).map_err(store_error)
+        let before = if days == 0 {
+            i64::MIN
+        } else {
+            self.clock.now() - i64::from(days) * 24 * 60 * 60
+        };
+        self.store
+            .prune_audit(before, self.config.audit_max_rows)
+            .map_err(store_error)
     }
 }

@@ -7,7 +7,7 @@ use crate::config::LockoutPolicy;
 use crate::store::SqliteStore;
 use crate::totp::{self, TotpParams};
 use pam_totp_proto::Algorithm;
-use pam_totp_proto::{AuthMethod, EnrollRequest, ErrorCode, ProbeReply, SecretString};
+use pam_totp_proto::{AuthMethod, EnrollRequest, ErrorCode, LogPage, ProbeReply, SecretString};
 use std::collections::HashMap;
 
 const ROOT: Peer = Peer { uid: 0, pid: 1 };
@@ -138,6 +138,7 @@ impl Harness {
             peer,
             Request::Authenticate {
                 account: account.into(),
+                uid: None,
                 code: code.into(),
                 context: LoginContext {
                     service: Some("sshd".into()),
@@ -263,6 +264,7 @@ fn login_from(h: &Harness, peer: Peer, rhost: &str, code: &str) -> Result<Reply,
         peer,
         Request::Authenticate {
             account: "alice".into(),
+            uid: None,
             code: code.into(),
             context: LoginContext {
                 service: Some("sshd".into()),
@@ -456,6 +458,7 @@ fn other_users_are_refused_even_with_a_valid_code() {
     for request in [
         Request::Authenticate {
             account: "alice".into(),
+            uid: None,
             code: code.as_str().into(),
             context: LoginContext::default(),
         },
@@ -468,6 +471,7 @@ fn other_users_are_refused_even_with_a_valid_code() {
         },
         Request::Probe {
             account: "alice".into(),
+            uid: None,
             context: LoginContext::default(),
             grace: None,
         },
@@ -616,6 +620,7 @@ fn disabled_profiles_do_not_log_in_and_probe_says_so() {
             ROOT,
             Request::Probe {
                 account: "alice".into(),
+                uid: None,
                 context: LoginContext::default(),
                 grace: None,
             },
@@ -778,6 +783,7 @@ fn probe_with_grace(h: &Harness, context: &LoginContext, grace: u32) -> bool {
         ROOT,
         Request::Probe {
             account: "alice".into(),
+            uid: None,
             context: context.clone(),
             grace: Some(grace),
         },
@@ -852,6 +858,7 @@ fn no_grace_when_locked_disabled_or_replaced() {
         ROOT,
         Request::Authenticate {
             account: "alice".into(),
+            uid: None,
             code: h.code(&enrolled, 0).as_str().into(),
             context: sudo.clone(),
         },
@@ -1006,18 +1013,22 @@ fn log_reads_the_audit_trail_newest_first_for_whom_it_may() {
                 account: account.map(str::to_owned),
                 since: None,
                 limit,
+                before: None,
             },
         )
     };
-    let Ok(Reply::Log(entries)) = log(ROOT, Some("alice"), 2) else {
+    let Ok(Reply::Log(LogPage { entries, next })) = log(ROOT, Some("alice"), 2) else {
         panic!("log failed");
     };
+    assert!(next.is_some(), "a full page points to the next");
     let results: Vec<&str> = entries.iter().map(|e| e.result.as_str()).collect();
     assert_eq!(results, ["success", "wrong_code"]);
     assert_eq!(entries[0].service.as_deref(), Some("sshd"));
     assert_eq!(entries[0].rhost.as_deref(), Some("192.0.2.7"));
     // Alice reads her own log by default; Bob may not read hers; limit must be sane.
-    assert!(matches!(log(ALICE, None, 10), Ok(Reply::Log(ref e)) if e.len() == 4));
+    assert!(
+        matches!(log(ALICE, None, 10), Ok(Reply::Log(ref p)) if p.entries.len() == 4 && p.next.is_none())
+    );
     assert_eq!(
         code_of(log(BOB, Some("alice"), 10)),
         Some(ErrorCode::PermissionDenied)

@@ -47,6 +47,8 @@ impl ProfileRecord {
 /// One row of the audit trail. Never holds a code or a secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditEvent {
+    /// The row's place in the trail, as read back (ignored when appending).
+    pub id: i64,
     pub at: i64,
     pub account: String,
     pub uid: Option<u32>,
@@ -55,6 +57,7 @@ pub struct AuditEvent {
     pub service: Option<String>,
     pub rhost: Option<String>,
     pub tty: Option<String>,
+    pub ruser: Option<String>,
     pub caller_uid: u32,
     pub caller_pid: i32,
 }
@@ -65,6 +68,7 @@ pub struct LoginPlace<'a> {
     pub service: Option<&'a str>,
     pub rhost: Option<&'a str>,
     pub tty: Option<&'a str>,
+    pub ruser: Option<&'a str>,
 }
 
 /// Which audit rows to read, newest first.
@@ -72,6 +76,8 @@ pub struct LoginPlace<'a> {
 pub struct AuditQuery {
     pub account: Option<String>,
     pub since: Option<i64>,
+    /// Only rows older than this id (the previous page's last).
+    pub before: Option<i64>,
     pub limit: u32,
 }
 
@@ -136,8 +142,20 @@ pub enum StoreError {
 /// that source's record (a clear one when it has none).
 pub type Decision<'a> = dyn FnMut(Option<&ProfileRecord>, Option<&SourceRecord>) -> Outcome + 'a;
 
+/// Reads see only committed state, and never wait for a batch of writes to commit.
 pub trait Store: Send + Sync {
     fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError>;
+    /// The account whose profile a request naming `account` is held to: `account` itself if
+    /// it has a profile, else the profile of another name of the same `uid` (an alias, or a
+    /// case variant NSS folds), else `account`.
+    fn profile_account(&self, account: &str, uid: Option<u32>) -> Result<String, StoreError>;
+    /// Sources of the account blocked at `now`, longest-blocked first, at most `limit`.
+    fn blocked_sources(
+        &self,
+        account: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, SourceRecord)>, StoreError>;
     /// Up to `limit` profiles ordered by account, starting after `after`.
     fn list(&self, after: Option<&str>, limit: u32) -> Result<Vec<ProfileRecord>, StoreError>;
     /// Reads the account's record (and `source`'s, if given), lets `decide` choose the
@@ -157,18 +175,21 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Option<ProfileRecord>>, StoreError>;
     /// Records an event outside any change (e.g. a refused request).
     fn audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
-    /// When the account last logged in with a code from exactly this service, remote host
-    /// and tty (for `grace`): derived from the audit trail, not kept twice.
+    /// When the account last logged in with a code through a root caller (a PAM service, not
+    /// a user's own client) from exactly this service, remote host, tty and remote user (for
+    /// `grace`): derived from the audit trail, not kept twice.
     fn last_code_login(
         &self,
         account: &str,
         place: &LoginPlace<'_>,
     ) -> Result<Option<i64>, StoreError>;
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
-    /// Profiles by state at `now` (a locked profile also counts as active or disabled).
-    fn profile_counts(&self, now: i64) -> Result<ProfileCounts, StoreError>;
+    /// Profiles by state at `now` (a locked profile also counts as active or disabled);
+    /// `window` is the agent's default skew window, for `clock_ahead`.
+    fn profile_counts(&self, now: i64, window: u32) -> Result<ProfileCounts, StoreError>;
     /// Logins and failures recorded since `since`.
     fn recent_attempts(&self, since: i64) -> Result<RecentAttempts, StoreError>;
-    /// Deletes audit rows older than `before`; returns how many.
-    fn prune_audit(&self, before: i64) -> Result<usize, StoreError>;
+    /// Deletes audit rows older than `before`, and the oldest rows beyond the newest
+    /// `keep_rows`; returns how many. Deletes in small batches, so logins interleave.
+    fn prune_audit(&self, before: i64, keep_rows: u64) -> Result<usize, StoreError>;
 }

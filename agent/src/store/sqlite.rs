@@ -10,7 +10,8 @@ use super::{
 use pam_totp_proto::Algorithm;
 use pam_totp_proto::{ProfileCounts, RecentAttempts};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -66,7 +67,17 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE profiles ADD COLUMN skew_window INTEGER;
 ",
+    "
+    ALTER TABLE audit ADD COLUMN ruser TEXT;
+    CREATE INDEX profiles_by_uid ON profiles (uid);
+    CREATE INDEX sources_by_block ON source_failures (account, blocked_until);
+",
 ];
+
+/// Read connections kept open; more readers at once wait for one. Reads are short.
+const MAX_READERS: usize = 4;
+/// Audit rows deleted per write job when pruning, so logins queue behind small batches.
+const PRUNE_CHUNK: i64 = 2000;
 
 /// A source's failures are forgotten a day after its last one, once it is not blocked:
 /// enough to throttle an attacker, and it bounds the table when addresses rotate.
@@ -82,6 +93,78 @@ const PROFILE_COLUMNS: &str = "id, account, uid, secret, algorithm, digits, peri
 
 pub struct SqliteStore {
     batches: Batcher,
+    readers: Readers,
+}
+
+/// Connections that only read. In WAL mode each sees the last committed state and never
+/// waits for the writer, so `show`, `probe` and `log` do not queue behind a batch of logins
+/// (nor see its uncommitted changes).
+struct Readers {
+    path: PathBuf,
+    pool: Mutex<ReaderPool>,
+    returned: Condvar,
+}
+
+#[derive(Default)]
+struct ReaderPool {
+    idle: Vec<Connection>,
+    /// Connections open, idle or lent out.
+    open: usize,
+}
+
+impl Readers {
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let connection = self.take()?;
+        let result = read(&connection);
+        let mut pool = lock(&self.pool);
+        pool.idle.push(connection);
+        self.returned.notify_one();
+        result
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let mut pool = lock(&self.pool);
+        loop {
+            if let Some(connection) = pool.idle.pop() {
+                return Ok(connection);
+            }
+            if pool.open < MAX_READERS {
+                pool.open += 1;
+                drop(pool);
+                let opened = open_reader(&self.path);
+                if opened.is_err() {
+                    lock(&self.pool).open -= 1;
+                }
+                return opened;
+            }
+            pool = self
+                .returned
+                .wait(pool)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The pool is a plain list: a panic elsewhere cannot leave it inconsistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path).map_err(read_error)?;
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(read_error)?;
+    // query_only: this connection can never write, whatever a bug asks of it. A small page
+    // cache per reader keeps memory flat.
+    connection
+        .execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -1024;")
+        .map_err(read_error)?;
+    connection.set_prepared_statement_cache_capacity(32);
+    Ok(connection)
 }
 
 fn read_error(error: rusqlite::Error) -> StoreError {
@@ -108,6 +191,11 @@ impl SqliteStore {
         connection.set_prepared_statement_cache_capacity(64);
         Ok(Self {
             batches: Batcher::new(connection),
+            readers: Readers {
+                path: path.to_owned(),
+                pool: Mutex::new(ReaderPool::default()),
+                returned: Condvar::new(),
+            },
         })
     }
 
@@ -387,8 +475,8 @@ fn apply(
 
 fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result<()> {
     connection.run(
-        "INSERT INTO audit (at, account, uid, op, result, service, rhost, tty, caller_uid, \
-         caller_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO audit (at, account, uid, op, result, service, rhost, tty, ruser, \
+         caller_uid, caller_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             event.at,
             event.account,
@@ -398,6 +486,7 @@ fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result
             event.service,
             event.rhost,
             event.tty,
+            event.ruser,
             event.caller_uid,
             event.caller_pid,
         ],
@@ -407,11 +496,56 @@ fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result
 
 impl Store for SqliteStore {
     fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError> {
-        self.batches.read(|connection| load(connection, account))
+        self.readers.read(|connection| load(connection, account))
+    }
+
+    fn profile_account(&self, account: &str, uid: Option<u32>) -> Result<String, StoreError> {
+        let held: Option<String> = self.readers.read(|connection| {
+            connection
+                .one(
+                    "SELECT account FROM profiles WHERE account = ?1 OR uid = ?2 \
+                     ORDER BY account = ?1 DESC, account LIMIT 1",
+                    params![account, uid],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(read_error)
+        })?;
+        Ok(held.unwrap_or_else(|| account.to_owned()))
+    }
+
+    fn blocked_sources(
+        &self,
+        account: &str,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, SourceRecord)>, StoreError> {
+        self.readers.read(|connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT source, failures, blocked_until, last_failure_at FROM source_failures \
+                     WHERE account = ?1 AND blocked_until > ?2 \
+                     ORDER BY blocked_until DESC, source LIMIT ?3",
+                )
+                .map_err(read_error)?;
+            let rows = statement
+                .query_map(params![account, now, limit], |row| {
+                    Ok((
+                        row.get(0)?,
+                        SourceRecord {
+                            failures: row.get(1)?,
+                            blocked_until: row.get(2)?,
+                            last_failure_at: row.get(3)?,
+                        },
+                    ))
+                })
+                .map_err(read_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
+        })
     }
 
     fn list(&self, after: Option<&str>, limit: u32) -> Result<Vec<ProfileRecord>, StoreError> {
-        self.batches.read(|connection| {
+        self.readers.read(|connection| {
             let mut statement = connection
                 .prepare_cached(&format!(
                     "SELECT {PROFILE_COLUMNS} FROM profiles WHERE (?1 IS NULL OR account > ?1) \
@@ -460,13 +594,13 @@ impl Store for SqliteStore {
         place: &LoginPlace<'_>,
     ) -> Result<Option<i64>, StoreError> {
         // `IS` compares NULLs as equal: a login without a tty matches only another without.
-        self.batches.read(|connection| {
+        self.readers.read(|connection| {
             connection
                 .one(
                     "SELECT max(at) FROM audit WHERE account = ?1 AND op = 'authenticate' \
-                     AND result IN ('success', 'emergency_code') \
-                     AND service IS ?2 AND rhost IS ?3 AND tty IS ?4",
-                    params![account, place.service, place.rhost, place.tty],
+                     AND result IN ('success', 'emergency_code') AND caller_uid = 0 \
+                     AND service IS ?2 AND rhost IS ?3 AND tty IS ?4 AND ruser IS ?5",
+                    params![account, place.service, place.rhost, place.tty, place.ruser],
                     |row| row.get(0),
                 )
                 .map_err(read_error)
@@ -474,27 +608,33 @@ impl Store for SqliteStore {
     }
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        self.batches.read(|connection| {
+        // Newest first by id: ids grow with every row, and `at` follows the clock, which can
+        // step back.
+        self.readers.read(|connection| {
             let mut statement = connection
                 .prepare_cached(
-                    "SELECT at, account, uid, op, result, service, rhost, tty, caller_uid, \
-                     caller_pid FROM audit WHERE (?1 IS NULL OR account = ?1) \
-                     AND (?2 IS NULL OR at >= ?2) ORDER BY at DESC, id DESC LIMIT ?3",
+                    "SELECT id, at, account, uid, op, result, service, rhost, tty, ruser, \
+                     caller_uid, caller_pid FROM audit WHERE (?1 IS NULL OR account = ?1) \
+                     AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR id < ?3) \
+                     ORDER BY id DESC LIMIT ?4",
                 )
                 .map_err(read_error)?;
+            let values = params![query.account, query.since, query.before, query.limit];
             let rows = statement
-                .query_map(params![query.account, query.since, query.limit], |row| {
+                .query_map(values, |row| {
                     Ok(AuditEvent {
-                        at: row.get(0)?,
-                        account: row.get(1)?,
-                        uid: row.get(2)?,
-                        op: row.get(3)?,
-                        result: row.get(4)?,
-                        service: row.get(5)?,
-                        rhost: row.get(6)?,
-                        tty: row.get(7)?,
-                        caller_uid: row.get(8)?,
-                        caller_pid: row.get(9)?,
+                        id: row.get(0)?,
+                        at: row.get(1)?,
+                        account: row.get(2)?,
+                        uid: row.get(3)?,
+                        op: row.get(4)?,
+                        result: row.get(5)?,
+                        service: row.get(6)?,
+                        rhost: row.get(7)?,
+                        tty: row.get(8)?,
+                        ruser: row.get(9)?,
+                        caller_uid: row.get(10)?,
+                        caller_pid: row.get(11)?,
                     })
                 })
                 .map_err(read_error)?;
@@ -502,23 +642,25 @@ impl Store for SqliteStore {
         })
     }
 
-    fn profile_counts(&self, now: i64) -> Result<ProfileCounts, StoreError> {
-        self.batches.read(|connection| {
+    fn profile_counts(&self, now: i64, window: u32) -> Result<ProfileCounts, StoreError> {
+        self.readers.read(|connection| {
             connection
                 .one(
                     "SELECT \
                      count(*) FILTER (WHERE verified_at IS NULL), \
                      count(*) FILTER (WHERE verified_at IS NOT NULL AND enabled), \
                      count(*) FILTER (WHERE NOT enabled), \
-                     count(*) FILTER (WHERE locked_until > ?1) \
+                     count(*) FILTER (WHERE locked_until > ?1), \
+                     count(*) FILTER (WHERE last_step > ?1 / period + coalesce(skew_window, ?2)) \
                      FROM profiles",
-                    [now],
+                    params![now, window],
                     |row| {
                         Ok(ProfileCounts {
                             pending: count(row, 0)?,
                             active: count(row, 1)?,
                             disabled: count(row, 2)?,
                             locked: count(row, 3)?,
+                            clock_ahead: count(row, 4)?,
                         })
                     },
                 )
@@ -527,7 +669,7 @@ impl Store for SqliteStore {
     }
 
     fn recent_attempts(&self, since: i64) -> Result<RecentAttempts, StoreError> {
-        self.batches.read(|connection| {
+        self.readers.read(|connection| {
             connection
                 .one(
                     &format!(
@@ -548,12 +690,29 @@ impl Store for SqliteStore {
         })
     }
 
-    fn prune_audit(&self, before: i64) -> Result<usize, StoreError> {
-        self.batches.write(|connection| {
-            connection
-                .run("DELETE FROM audit WHERE at < ?1", [before])
-                .map_err(write_error)
-        })
+    fn prune_audit(&self, before: i64, keep_rows: u64) -> Result<usize, StoreError> {
+        // Ids only grow, so "beyond the newest keep_rows" is "id at or below max - keep_rows".
+        let keep = i64::try_from(keep_rows).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        loop {
+            let chunk = self.batches.write(|connection| {
+                connection
+                    .run(
+                        // Two indexed look-ups (by time, by id): no scan of the table
+                        // while the write lock is held.
+                        "DELETE FROM audit WHERE \
+                         id IN (SELECT id FROM audit WHERE at < ?1 LIMIT ?3) OR \
+                         id IN (SELECT id FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?2 \
+                         ORDER BY id LIMIT ?3)",
+                        params![before, keep, PRUNE_CHUNK],
+                    )
+                    .map_err(write_error)
+            })?;
+            deleted += chunk;
+            if chunk == 0 {
+                return Ok(deleted);
+            }
+        }
     }
 }
 
@@ -791,14 +950,15 @@ mod tests {
         assert!(store
             .insert_many(&mut [active, disabled, record("hal")])
             .is_ok());
-        let counts = store.profile_counts(500).ok();
+        let counts = store.profile_counts(500, 1).ok();
         assert_eq!(
             counts,
             Some(ProfileCounts {
                 pending: 2,
                 active: 1,
                 disabled: 1,
-                locked: 1
+                locked: 1,
+                clock_ahead: 0,
             })
         );
         for (at, account, result) in [
@@ -819,6 +979,7 @@ mod tests {
         let fay = AuditQuery {
             account: Some("fay".into()),
             since: Some(1_500),
+            before: None,
             limit: 10,
         };
         let results: Vec<String> = store
@@ -840,7 +1001,7 @@ mod tests {
                 failures: 2
             })
         );
-        assert_eq!(store.prune_audit(2_500).ok(), Some(2));
+        assert_eq!(store.prune_audit(2_500, u64::MAX).ok(), Some(2));
         assert_eq!(
             store
                 .audit_log(&AuditQuery {

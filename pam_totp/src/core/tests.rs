@@ -20,6 +20,7 @@ struct ScriptedPam {
     messages: Vec<String>,
     logs: RefCell<Vec<(LogLevel, String)>>,
     set_authtok: Vec<Vec<u8>>,
+    unknown: std::collections::HashSet<String>,
 }
 
 impl ScriptedPam {
@@ -38,6 +39,7 @@ impl ScriptedPam {
             messages: Vec::new(),
             logs: RefCell::new(Vec::new()),
             set_authtok: Vec::new(),
+            unknown: std::collections::HashSet::new(),
         }
     }
 
@@ -81,6 +83,11 @@ impl ScriptedPam {
 impl PamIo for ScriptedPam {
     fn user(&mut self) -> Result<String, PamCode> {
         self.user.clone()
+    }
+
+    /// Every name resolves to itself with uid 1000, except those made unknown.
+    fn lookup_account(&self, name: &str) -> Option<(String, u32)> {
+        (!self.unknown.contains(name)).then(|| (name.to_owned(), 1000))
     }
 
     fn item(&self, which: ItemKind) -> Option<String> {
@@ -686,6 +693,7 @@ mod wiring {
             request:
                 Request::Authenticate {
                     account,
+                    uid,
                     code,
                     context,
                 },
@@ -693,6 +701,7 @@ mod wiring {
         }) = received
         {
             assert_eq!(account, "alice");
+            assert_eq!(uid, Some(1000));
             assert_eq!(code.expose(), "12345678");
             assert_eq!(context.service.as_deref(), Some("sshd"));
             assert_eq!(context.rhost.as_deref(), Some("192.0.2.7"));
