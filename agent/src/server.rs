@@ -186,10 +186,7 @@ fn serve_connection(stream: &UnixStream, peer: Peer, service: &Service, timeout:
         Ok(frame) => Zeroizing::new(frame),
         Err(FrameError::Closed) => return,
         Err(e) => {
-            eprintln!(
-                "pam-totp-agent: uid={} pid={}: dropped connection: {e}",
-                peer.uid, peer.pid
-            );
+            service.log_dropped(peer, &e.to_string());
             return;
         }
     };

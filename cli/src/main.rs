@@ -1,8 +1,11 @@
 //! `pam-totp`: the command-line tool for users and administrators. Each command validates its
 //! input, sends one request to the agent and prints the reply (human text or `--json`);
-//! `import` reads a file and sends its profiles in batches (see `import`). Errors: one line on stderr, the contract's JSON error object on stdout with `--json`, and
+//! `import` reads a file and sends its profiles in batches (see `import`). A code that is not
+//! on the command line is read from standard input or a terminal prompt (see `code_input`).
+//! Errors: one line on stderr, the contract's JSON error object on stdout with `--json`, and
 //! the contract's exit code.
 
+mod code_input;
 mod commands;
 mod import;
 mod output;
@@ -15,7 +18,8 @@ use clap::Parser;
 use commands::Job;
 use pam_totp_cli::args;
 use pam_totp_proto::{
-    ApiError, Client, ClientError, ErrorCode, ProfileView, Reply, Request, MAX_LIST_PAGE,
+    ApiError, Client, ClientError, ErrorCode, LogPage, ProfileView, Reply, Request, MAX_LIST_PAGE,
+    MAX_LOG_PAGE,
 };
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -64,10 +68,16 @@ fn run(cli: Cli) -> Result<Done, ApiError> {
     let socket = cli.socket_path(std::env::var_os(args::SOCKET_ENV))?;
     let json = cli.json;
     let client = Client::new(&socket, REQUEST_TIMEOUT);
-    match commands::prepare(cli.command, commands::caller_account)? {
+    match commands::prepare(cli.command, commands::caller_account, code_input::read_code)? {
         Job::Call(plan) => {
             let reply = match plan.request {
                 Request::List { .. } => list_all(&client).map(Reply::Profiles),
+                Request::Log {
+                    account,
+                    since,
+                    limit,
+                    ..
+                } => log_pages(&client, account, since, limit).map(Reply::Log),
                 request => client.call(request),
             }
             .map_err(|error| client_error(error, &socket))?;
@@ -175,6 +185,42 @@ fn list_all(client: &Client) -> Result<Vec<ProfileView>, ClientError> {
             other => {
                 return Err(ClientError::Protocol(format!(
                     "an unexpected '{}' reply to list",
+                    other.kind()
+                )))
+            }
+        }
+    }
+}
+
+/// Up to `limit` audit entries, newest first, following the agent's pages.
+fn log_pages(
+    client: &Client,
+    account: Option<String>,
+    since: Option<i64>,
+    limit: u32,
+) -> Result<LogPage, ClientError> {
+    let mut all = LogPage::default();
+    let mut before = None;
+    loop {
+        let wanted = limit.saturating_sub(u32::try_from(all.entries.len()).unwrap_or(u32::MAX));
+        let request = Request::Log {
+            account: account.clone(),
+            since,
+            limit: wanted.min(MAX_LOG_PAGE),
+            before,
+        };
+        match client.call(request)? {
+            Reply::Log(page) => {
+                all.entries.extend(page.entries);
+                before = page.next;
+                let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+                if before.is_none() || all.entries.len() >= wanted {
+                    return Ok(all);
+                }
+            }
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "an unexpected '{}' reply to log",
                     other.kind()
                 )))
             }

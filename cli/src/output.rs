@@ -8,7 +8,8 @@ use crate::qr;
 use crate::style::{paint, result_paint, Paint};
 use crate::timefmt::Zone;
 use pam_totp_proto::{
-    ApiError, AuditEntry, CodesReply, EnrollReply, ProfileView, Reply, StatusReply, PROFILE_FIELDS,
+    ApiError, AuditEntry, CodesReply, EnrollReply, LogPage, ProfileView, Reply, StatusReply,
+    PROFILE_FIELDS,
 };
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
@@ -116,7 +117,7 @@ pub fn render(
                 out.push_str(&table(columns, &rows, human.colour));
             }
         }
-        (View::Log, Reply::Log(entries)) => {
+        (View::Log, Reply::Log(LogPage { entries, .. })) => {
             if json {
                 push_json(&mut out, &entries)?;
             } else if entries.is_empty() {
@@ -241,9 +242,15 @@ fn profile_cell(object: &Map<String, Value>, field: &str, human: &Human<'_>) -> 
         Some(Value::String(time)) if TIME_FIELDS.contains(&field) => {
             human.zone.human(&sanitize(time))
         }
+        Some(Value::Array(sources)) if field == "blocked_sources" && !sources.is_empty() => {
+            blocked_sources_text(sources, human)
+        }
         _ => human_value(value),
     };
     let colour = match (field, value) {
+        ("blocked_sources", Some(Value::Array(sources))) if !sources.is_empty() => {
+            Some(Paint::Red)
+        }
         ("verified", Some(Value::Bool(true))) | ("enabled", Some(Value::Bool(true))) => {
             Some(Paint::Green)
         }
@@ -253,6 +260,26 @@ fn profile_cell(object: &Map<String, Value>, field: &str, human: &Human<'_>) -> 
         _ => None,
     };
     (text, colour)
+}
+
+/// "SOURCE until TIME (N failures)" for each blocked source, comma-separated.
+fn blocked_sources_text(sources: &[Value], human: &Human<'_>) -> String {
+    sources
+        .iter()
+        .map(|source| {
+            let text = |key: &str| source.get(key).and_then(Value::as_str).unwrap_or("-");
+            let failures = source
+                .get("failed_attempts")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            format!(
+                "{} until {} ({failures} failures)",
+                sanitize(text("source")),
+                human.zone.human(&sanitize(text("blocked_until")))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `key: value` lines with the values aligned.
@@ -348,6 +375,16 @@ fn status_text(status: &StatusReply) -> String {
                 profiles.pending, profiles.active, profiles.disabled, profiles.locked
             ),
         ));
+        if profiles.clock_ahead > 0 {
+            lines.push((
+                "clock",
+                format!(
+                    "{} profile(s) last used a code ahead of this clock (was it set back?): \
+                     their codes are refused until then; 'pam-totp unlock USER' clears it",
+                    profiles.clock_ahead
+                ),
+            ));
+        }
     }
     if let Some(recent) = &status.last_hour {
         lines.push((
@@ -500,6 +537,7 @@ mod tests {
             last_used_at: None,
             failed_attempts: 0,
             locked_until: None,
+            blocked_sources: vec![],
             emergency_codes_remaining: 10,
             can: vec!["show".into(), "verify".into()],
         }
@@ -709,7 +747,16 @@ mod tests {
             user_name: &names,
             ..plain()
         };
-        let out = render(&View::Log, Reply::Log(entries.clone()), false, &human).unwrap();
+        let out = render(
+            &View::Log,
+            Reply::Log(LogPage {
+                entries: entries.clone(),
+                next: None,
+            }),
+            false,
+            &human,
+        )
+        .unwrap();
         assert_eq!(
             out.as_str(),
             "time                 account  op            service  rhost      tty  caller  result\n\
@@ -720,10 +767,26 @@ mod tests {
             colour: true,
             ..human
         };
-        let out = render(&View::Log, Reply::Log(entries.clone()), false, &coloured).unwrap();
+        let out = render(
+            &View::Log,
+            Reply::Log(LogPage {
+                entries: entries.clone(),
+                next: None,
+            }),
+            false,
+            &coloured,
+        )
+        .unwrap();
         assert!(out.contains("\u{1b}[31mwrong_code\u{1b}[0m"));
         assert!(out.contains("\u{1b}[32msuccess\u{1b}[0m"));
-        let out = text(View::Log, Reply::Log(entries), true);
+        let out = text(
+            View::Log,
+            Reply::Log(LogPage {
+                entries,
+                next: None,
+            }),
+            true,
+        );
         let value = parse(&out);
         assert_eq!(value[0]["time"], "2026-11-22T10:00:05Z");
         assert_eq!(value[0]["caller_uid"], 0);
@@ -743,8 +806,14 @@ mod tests {
                 "tty"
             ]
         );
-        assert_eq!(text(View::Log, Reply::Log(vec![]), false), "No entries.\n");
-        assert_eq!(text(View::Log, Reply::Log(vec![]), true), "[]\n");
+        assert_eq!(
+            text(View::Log, Reply::Log(LogPage::default()), false),
+            "No entries.\n"
+        );
+        assert_eq!(
+            text(View::Log, Reply::Log(LogPage::default()), true),
+            "[]\n"
+        );
     }
 
     #[test]
@@ -768,6 +837,7 @@ mod tests {
                 active: 3,
                 disabled: 0,
                 locked: 2,
+                clock_ahead: 0,
             }),
             last_hour: Some(pam_totp_proto::RecentAttempts {
                 logins: 1,

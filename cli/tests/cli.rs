@@ -82,6 +82,7 @@ fn profile(account: &str) -> ProfileView {
         last_used_at: None,
         failed_attempts: 0,
         locked_until: None,
+        blocked_sources: vec![],
         emergency_codes_remaining: 10,
         can: vec!["show".into(), "verify".into(), "remove".into()],
     }
@@ -437,7 +438,7 @@ fn remove_json_shape() {
 
 #[test]
 fn log_and_status_requests() {
-    let agent = FakeAgent::answering(&Response::Ok(Reply::Log(vec![])));
+    let agent = FakeAgent::answering(&Response::Ok(Reply::Log(pam_totp_proto::LogPage::default())));
     let output = run(&[
         "--socket",
         agent.socket(),
@@ -455,7 +456,7 @@ fn log_and_status_requests() {
         agent.request()["request"],
         serde_json::json!({"op": "log", "account": "bob", "since": 1_795_341_600, "limit": 5})
     );
-    let agent = FakeAgent::answering(&Response::Ok(Reply::Log(vec![])));
+    let agent = FakeAgent::answering(&Response::Ok(Reply::Log(pam_totp_proto::LogPage::default())));
     let output = run(&["--socket", agent.socket(), "log"]);
     assert_eq!(stdout(&output), "No entries.\n");
     assert_eq!(

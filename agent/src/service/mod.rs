@@ -200,6 +200,25 @@ impl Service {
         result
     }
 
+    /// Logs a connection dropped before it made a request (garbage, a stalled peer), within
+    /// the same budget as refusals so a local user's flood cannot flood the journal.
+    pub fn log_dropped(&self, peer: Peer, reason: &str) {
+        let now = self.clock.now();
+        if peer.uid != 0 {
+            let quiet = self.refusals.is_quiet(peer.uid, now);
+            if let Some(summary) = self.refusals.count(peer.uid, now) {
+                eprintln!("pam-totp-agent: {summary}");
+            }
+            if quiet {
+                return;
+            }
+        }
+        eprintln!(
+            "pam-totp-agent: uid={} pid={}: dropped connection: {reason}",
+            peer.uid, peer.pid
+        );
+    }
+
     fn dispatch(&self, caller: Caller, request: Request) -> Result<Reply, ApiError> {
         match request {
             Request::Probe {
@@ -303,7 +322,9 @@ impl Service {
             _ => self.directory.uid_of(name),
         };
         let Some(uid) = uid else {
-            self.audit_refusal(caller, name, None, op, context, "unknown_account")?;
+            if op == Op::Authenticate {
+                self.audit_refusal(caller, name, None, op, context, "unknown_account")?;
+            }
             return Err(
                 ApiError::permission_denied(format!("no such account: '{name}'"))
                     .with_target("account"),

@@ -1095,3 +1095,519 @@ fn list_pages_in_account_order() {
         assert_eq!(error.target.as_deref(), Some("limit"));
     }
 }
+
+// ---- Issue 10: names, slow NSS, grace, lockout escape, clock, floods ----
+
+/// A directory with aliases: `alicealias` shares alice's uid; `ALICE` is what a
+/// case-insensitive NSS source (SSSD, AD) resolves to the same account.
+fn directory_with_aliases() -> FakeDirectory {
+    let mut directory = directory(1000);
+    directory.users.insert("alicealias", 1000);
+    directory.users.insert("ALICE", 1000);
+    directory
+}
+
+fn harness_on(directory: FakeDirectory, config: Config) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profiles.sqlite3");
+    let clock = ManualClock::at(T0);
+    let service = Service::new(
+        Box::new(SqliteStore::open(&path).unwrap()),
+        Box::new(directory),
+        Box::new(clock.clone()),
+        config,
+        "testhost".into(),
+    );
+    Harness {
+        _dir: dir,
+        path,
+        clock,
+        service,
+    }
+}
+
+fn authenticate(account: &str, uid: Option<u32>, code: &str) -> Request {
+    Request::Authenticate {
+        account: account.into(),
+        uid,
+        code: code.into(),
+        context: LoginContext {
+            service: Some("sshd".into()),
+            rhost: Some("192.0.2.7".into()),
+            tty: Some("ssh".into()),
+            ruser: None,
+        },
+    }
+}
+
+fn probe(account: &str, uid: Option<u32>) -> Request {
+    Request::Probe {
+        account: account.into(),
+        uid,
+        context: LoginContext::default(),
+        grace: None,
+    }
+}
+
+#[test]
+fn every_name_of_an_enrolled_uid_is_held_to_its_profile() {
+    let h = harness_on(directory_with_aliases(), Config::default());
+    let enrolled = h.active_alice();
+    for name in ["alicealias", "ALICE"] {
+        // Not "not enrolled" (which nullok lets through): the alias needs alice's code.
+        let Ok(Reply::Probe(reply)) = h.call(ROOT, probe(name, None)) else {
+            panic!("probe {name} failed");
+        };
+        assert!(reply.needs_code, "{name}");
+        assert_eq!(
+            code_of(h.call(ROOT, authenticate(name, None, "000000"))),
+            Some(ErrorCode::CodeRejected),
+            "{name}"
+        );
+    }
+    // The module's resolved uid is trusted from root: any name with alice's uid is alice.
+    let code = h.code(&enrolled, 0);
+    assert!(h
+        .call(ROOT, authenticate("whatever", Some(1000), &code))
+        .is_ok());
+    // ... and that code is used up for every name of the account.
+    for name in ["alice", "alicealias"] {
+        assert_eq!(
+            code_of(h.call(ROOT, authenticate(name, None, &code))),
+            Some(ErrorCode::CodeRejected)
+        );
+    }
+    // The audit trail names the profile's account.
+    assert!(h.audit_results("alicealias").is_empty());
+    // Management through an alias acts on the same profile; enrolling an alias is enrolling
+    // the account (no second profile beside it).
+    assert_eq!(
+        code_of(h.enroll(ROOT, enroll_request("alicealias"))),
+        Some(ErrorCode::AlreadyExists)
+    );
+    let Ok(Reply::Profile(view)) = h.call(
+        ALICE,
+        Request::Show {
+            account: "alicealias".into(),
+        },
+    ) else {
+        panic!("show through the alias failed");
+    };
+    assert_eq!(view.account, "alice");
+}
+
+#[test]
+fn a_name_nss_does_not_know_is_refused_at_login_never_not_enrolled() {
+    let h = harness();
+    h.active_alice();
+    for request in [probe("ghost", None), authenticate("ghost", None, "123456")] {
+        let error = h.call(ROOT, request).unwrap_err();
+        assert_eq!(error.code, ErrorCode::PermissionDenied);
+        assert_eq!(error.target.as_deref(), Some("account"));
+    }
+    assert_eq!(h.audit_results("ghost"), ["authenticate:unknown_account"]);
+}
+
+#[test]
+fn a_uid_claimed_by_a_non_root_caller_is_ignored() {
+    let h = harness();
+    let enrolled = h.active_alice();
+    // Bob claims alice's uid for his own name: still bob, who is not enrolled.
+    assert_eq!(
+        code_of(h.call(BOB, authenticate("bob", Some(1000), &h.code(&enrolled, 0)))),
+        Some(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        code_of(h.call(BOB, authenticate("alice", Some(1001), &h.code(&enrolled, 0)))),
+        Some(ErrorCode::PermissionDenied)
+    );
+    // Alice's code was not consumed by either.
+    assert!(h.login(ROOT, "alice", &h.code(&enrolled, 0)).is_ok());
+}
+
+#[test]
+fn context_items_longer_than_the_limit_are_refused_naming_the_item() {
+    let h = harness();
+    let enrolled = h.active_alice();
+    let long = "x".repeat(validate::MAX_CONTEXT_ITEM_BYTES + 1);
+    for field in ["service", "rhost", "tty", "ruser"] {
+        let mut context = LoginContext::default();
+        *match field {
+            "service" => &mut context.service,
+            "rhost" => &mut context.rhost,
+            "tty" => &mut context.tty,
+            _ => &mut context.ruser,
+        } = Some(long.clone());
+        let request = Request::Authenticate {
+            account: "alice".into(),
+            uid: None,
+            code: h.code(&enrolled, 0).as_str().into(),
+            context,
+        };
+        let error = h.call(ALICE, request).unwrap_err();
+        assert_eq!(
+            (error.code, error.target.as_deref()),
+            (ErrorCode::InvalidArgument, Some(field))
+        );
+    }
+}
+
+/// A directory whose group lookups for one uid hang until released: a slow LDAP server.
+struct SlowDirectory {
+    inner: FakeDirectory,
+    slow_uid: u32,
+    entered: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Directory for SlowDirectory {
+    fn uid_of(&self, account: &str) -> Option<u32> {
+        self.inner.uid_of(account)
+    }
+    fn is_member(&self, uid: u32, group: &str) -> bool {
+        if uid == self.slow_uid {
+            if let Some(entered) = self.entered.lock().unwrap().take() {
+                entered.send(()).unwrap();
+            }
+            let _ = self.release.lock().unwrap().recv();
+        }
+        self.inner.is_member(uid, group)
+    }
+    fn name_of(&self, uid: u32) -> Option<String> {
+        self.inner.name_of(uid)
+    }
+}
+
+#[test]
+fn a_slow_nss_lookup_for_one_user_never_holds_up_roots_logins() {
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let directory = SlowDirectory {
+        inner: directory(1000),
+        slow_uid: 1001,
+        entered: std::sync::Mutex::new(Some(entered_tx)),
+        release: std::sync::Mutex::new(release_rx),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profiles.sqlite3");
+    let clock = ManualClock::at(T0);
+    let service = std::sync::Arc::new(Service::new(
+        Box::new(SqliteStore::open(&path).unwrap()),
+        Box::new(directory),
+        Box::new(clock.clone()),
+        Config {
+            admin_group: Some("totpadm".into()),
+            ..Config::default()
+        },
+        "testhost".into(),
+    ));
+    let Ok(Reply::Enrolled(enrolled)) = service.handle(ROOT, Request::Enroll(enroll_request("alice")))
+    else {
+        panic!("enroll failed");
+    };
+    let secret = base32::decode(
+        base32::Alphabet::Rfc4648 { padding: false },
+        enrolled.secret.expose(),
+    )
+    .unwrap();
+    let code_at = |offset: i64| {
+        let params = TotpParams {
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+        };
+        totp::code_for_step(&secret, params, totp::step_at(clock.now(), 30) + offset).to_string()
+    };
+    assert!(service
+        .handle(
+            ROOT,
+            Request::Verify {
+                account: "alice".into(),
+                code: code_at(-1).as_str().into(),
+            }
+        )
+        .is_ok());
+    // Bob's request is stuck in its admin-group lookup...
+    let bob = {
+        let service = std::sync::Arc::clone(&service);
+        std::thread::spawn(move || {
+            service.handle(
+                BOB,
+                Request::Verify {
+                    account: "bob".into(),
+                    code: "123456".into(),
+                },
+            )
+        })
+    };
+    entered.recv().unwrap();
+    // ...while root's login goes through (it would wait forever if Bob's lookup ran under
+    // the store's write lock).
+    let (done_tx, done) = std::sync::mpsc::channel();
+    {
+        let service = std::sync::Arc::clone(&service);
+        let code = code_at(0);
+        std::thread::spawn(move || {
+            let _ = done_tx.send(service.handle(ROOT, authenticate("alice", Some(1000), &code)));
+        });
+    }
+    let login = done.recv_timeout(std::time::Duration::from_secs(10));
+    release.send(()).unwrap();
+    assert!(
+        matches!(login, Ok(Ok(Reply::Authenticated(_)))),
+        "root's login waited for another user's NSS lookup: {login:?}"
+    );
+    assert_eq!(
+        code_of(bob.join().unwrap()),
+        Some(ErrorCode::NotFound),
+        "bob has no profile"
+    );
+}
+
+fn login_with(h: &Harness, peer: Peer, code: &str, context: &LoginContext) -> bool {
+    h.call(
+        peer,
+        Request::Authenticate {
+            account: "alice".into(),
+            uid: None,
+            code: code.into(),
+            context: context.clone(),
+        },
+    )
+    .is_ok()
+}
+
+#[test]
+fn grace_counts_only_root_callers_logins_keyed_by_ruser_and_never_placeless_ones() {
+    let h = harness();
+    let enrolled = h.active_alice();
+    let su = LoginContext {
+        service: Some("su".into()),
+        rhost: None,
+        tty: Some("/dev/pts/4".into()),
+        ruser: Some("bob".into()),
+    };
+    // Alice's own client forges sshd's items: that login earns no grace for sshd.
+    let forged = LoginContext {
+        service: Some("sshd".into()),
+        rhost: Some("203.0.113.5".into()),
+        tty: Some("ssh".into()),
+        ruser: None,
+    };
+    assert!(login_with(&h, ALICE, &h.code(&enrolled, 0), &forged));
+    h.clock.advance(5);
+    assert!(!probe_with_grace(&h, &forged, 300));
+    // Earned by ruser bob through root; carol (same service and tty) gets none.
+    assert!(login_with(&h, ROOT, &h.code(&enrolled, 1), &su));
+    h.clock.advance(5);
+    assert!(probe_with_grace(&h, &su, 300));
+    let carol = LoginContext {
+        ruser: Some("carol".into()),
+        ..su.clone()
+    };
+    assert!(!probe_with_grace(&h, &carol, 300));
+    // Neither tty nor remote host: nothing tells one such login from another.
+    h.clock.advance(30);
+    let placeless = LoginContext {
+        service: Some("cron".into()),
+        ..LoginContext::default()
+    };
+    assert!(login_with(&h, ROOT, &h.code(&enrolled, 1), &placeless));
+    assert!(!probe_with_grace(&h, &placeless, 300));
+}
+
+#[test]
+fn an_emergency_code_gets_the_owner_in_while_the_account_is_locked_elsewhere() {
+    let h = harness_with(Config {
+        lockout: LockoutPolicy {
+            threshold: 6,
+            source_threshold: 3,
+            ..LockoutPolicy::default()
+        },
+        ..Config::default()
+    });
+    let enrolled = h.active_alice();
+    for host in 1..=6 {
+        let _ = login_from(&h, ROOT, &format!("203.0.113.{host}"), "000000");
+    }
+    assert!(h.show("alice").locked_until.is_some());
+    // A TOTP code does not open a locked account...
+    assert_eq!(
+        code_of(login_from(&h, ROOT, "198.51.100.20", &h.code(&enrolled, 0))),
+        Some(ErrorCode::RateLimited)
+    );
+    // ...an emergency code from a source that is not blocked does, and clears the lock.
+    assert!(login_from(&h, ROOT, "198.51.100.21", &enrolled.codes[0]).is_ok());
+    let view = h.show("alice");
+    assert_eq!((view.locked_until, view.failed_attempts), (None, 0));
+    // Never from a blocked source.
+    for _ in 0..3 {
+        let _ = login_from(&h, ROOT, "203.0.113.99", "000000");
+    }
+    assert_eq!(
+        code_of(login_from(&h, ROOT, "203.0.113.99", &enrolled.codes[1])),
+        Some(ErrorCode::RateLimited)
+    );
+    // Guesses while locked count against their source: it is soon blocked.
+    for host in 7..=12 {
+        let _ = login_from(&h, ROOT, &format!("203.0.113.{host}"), "000000");
+    }
+    for _ in 0..3 {
+        let _ = login_from(&h, ROOT, "192.0.2.50", "11111111");
+    }
+    assert_eq!(
+        code_of(login_from(&h, ROOT, "192.0.2.50", &enrolled.codes[2])),
+        Some(ErrorCode::RateLimited),
+        "a source guessing emergency codes during a lock is blocked"
+    );
+}
+
+#[test]
+fn show_explains_blocked_sources_and_unlock_clears_them() {
+    let h = harness();
+    h.active_alice();
+    for _ in 0..8 {
+        let _ = login_from(&h, ROOT, "203.0.113.66", "000000");
+    }
+    let view = h.show("alice");
+    assert_eq!(view.locked_until, None);
+    assert_eq!(view.blocked_sources.len(), 1);
+    let blocked = &view.blocked_sources[0];
+    assert_eq!(blocked.source, "rhost:203.0.113.66");
+    assert_eq!(blocked.failed_attempts, 5, "failures while blocked are not counted");
+    assert!(blocked.blocked_until.ends_with('Z'));
+    h.call(
+        ROOT,
+        Request::Unlock {
+            account: "alice".into(),
+        },
+    )
+    .unwrap();
+    assert!(h.show("alice").blocked_sources.is_empty());
+}
+
+#[test]
+fn a_last_step_left_in_the_future_by_the_clock_is_reported_and_cleared_by_unlock() {
+    let h = harness();
+    let enrolled = h.active_alice();
+    // The clock jumps a day ahead, a code of that time is used, and the clock is corrected.
+    h.clock.advance(24 * 60 * 60);
+    assert!(h.login(ROOT, "alice", &h.code(&enrolled, 0)).is_ok());
+    h.clock.advance(-24 * 60 * 60);
+    // Every code of real time is now a "replay"...
+    assert_eq!(
+        code_of(h.login(ROOT, "alice", &h.code(&enrolled, 1))),
+        Some(ErrorCode::CodeRejected)
+    );
+    // ...which status reports...
+    let Ok(Reply::Status(status)) = h.call(ROOT, Request::Status {}) else {
+        panic!("status failed");
+    };
+    assert_eq!(status.profiles.map(|p| p.clock_ahead), Some(1));
+    // ...and unlock clears, without reopening a code of real time already used.
+    h.call(
+        ROOT,
+        Request::Unlock {
+            account: "alice".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        code_of(h.login(ROOT, "alice", &h.code(&enrolled, 0))),
+        Some(ErrorCode::CodeRejected),
+        "the current step stays used"
+    );
+    assert!(h.login(ROOT, "alice", &h.code(&enrolled, 1)).is_ok());
+    let Ok(Reply::Status(status)) = h.call(ROOT, Request::Status {}) else {
+        panic!("status failed");
+    };
+    assert_eq!(status.profiles.map(|p| p.clock_ahead), Some(0));
+}
+
+#[test]
+fn a_local_users_refusals_stop_growing_the_audit_trail_past_its_budget() {
+    let h = harness();
+    h.active_alice();
+    let before = h.audit_results("alice").len();
+    for _ in 0..200 {
+        let _ = h.call(BOB, authenticate("alice", None, "123456"));
+        let _ = h.call(
+            BOB,
+            Request::Show {
+                account: "alice".into(),
+            },
+        );
+    }
+    let added = h.audit_results("alice").len() - before;
+    assert_eq!(added, refusals::REFUSALS_PER_WINDOW as usize);
+    // Root's refusals are always audited.
+    for _ in 0..50 {
+        let _ = h.call(ROOT, authenticate("alice", None, "1"));
+    }
+    assert_eq!(h.audit_results("alice").len() - before - added, 50);
+    // A new window: audited again.
+    h.clock.advance(refusals::WINDOW_SECONDS);
+    let _ = h.call(BOB, authenticate("alice", None, "123456"));
+    assert_eq!(h.audit_results("alice").len() - before - added, 51);
+}
+
+#[test]
+fn the_audit_trail_keeps_at_most_its_row_limit() {
+    let h = harness_with(Config {
+        audit_max_rows: 25,
+        ..Config::default()
+    });
+    h.active_alice();
+    for _ in 0..100 {
+        let _ = h.login(ROOT, "alice", "1");
+    }
+    assert!(h.audit_results("alice").len() > 100);
+    assert!(h.service.prune_audit().unwrap() > 75);
+    let kept = h.audit_results("alice");
+    assert_eq!(kept.len(), 25);
+    assert!(kept.iter().all(|r| r == "authenticate:malformed_code"));
+}
+
+#[test]
+fn log_pages_follow_each_other_without_gaps() {
+    let h = harness();
+    h.active_alice();
+    for _ in 0..7 {
+        let _ = h.login(ROOT, "alice", "1");
+    }
+    let mut before = None;
+    let mut pages = Vec::new();
+    loop {
+        let Ok(Reply::Log(page)) = h.call(
+            ROOT,
+            Request::Log {
+                account: Some("alice".into()),
+                since: None,
+                limit: 3,
+                before,
+            },
+        ) else {
+            panic!("log failed");
+        };
+        pages.push(page.entries.len());
+        before = page.next;
+        if before.is_none() {
+            break;
+        }
+    }
+    // enroll + verify + 7 attempts = 9 rows: 3 + 3 + 3 (+ an empty last page).
+    assert_eq!(pages.iter().sum::<usize>(), 9);
+    assert!(pages.iter().all(|n| *n <= 3));
+    assert_eq!(
+        code_of(h.call(
+            ROOT,
+            Request::Log {
+                account: None,
+                since: None,
+                limit: pam_totp_proto::MAX_LOG_PAGE + 1,
+                before: None,
+            },
+        )),
+        Some(ErrorCode::InvalidArgument)
+    );
+}

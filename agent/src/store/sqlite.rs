@@ -1028,4 +1028,48 @@ mod tests {
             Err(StoreError::Schema(_))
         ));
     }
+
+    /// Reads use their own connections: during an open batch they neither wait for it nor
+    /// see its uncommitted changes.
+    #[test]
+    fn reads_see_committed_state_without_waiting_for_an_open_batch() {
+        let (_dir, store) = open();
+        let store = std::sync::Arc::new(store);
+        let mut seen = None;
+        let mut pending = Some(record("ivy"));
+        let reader = std::sync::Arc::clone(&store);
+        let mut jobs: Vec<(String, Box<Decision<'_>>)> = vec![
+            (
+                "ivy".into(),
+                Box::new(move |_, _| {
+                    Outcome::new(
+                        pending
+                            .take()
+                            .map_or(Change::Keep, |r| Change::Save(Box::new(r))),
+                        None,
+                    )
+                }),
+            ),
+            (
+                "other".into(),
+                Box::new(|_, _| {
+                    // ivy is saved in this still-open batch; read it from another thread.
+                    let reader = std::sync::Arc::clone(&reader);
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    std::thread::spawn(move || {
+                        let _ = tx.send(reader.get("ivy").map(|r| r.is_some()));
+                    });
+                    seen = Some(rx.recv_timeout(Duration::from_secs(5)));
+                    Outcome::new(Change::Keep, None)
+                }),
+            ),
+        ];
+        assert!(store.transact_each(&mut jobs).is_ok());
+        drop(jobs);
+        assert!(
+            matches!(seen, Some(Ok(Ok(false)))),
+            "the read waited for, or saw, the open batch: {seen:?}"
+        );
+        assert!(store.get("ivy").ok().flatten().is_some());
+    }
 }
