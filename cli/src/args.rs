@@ -10,6 +10,9 @@ use std::path::PathBuf;
 /// Environment variable naming the agent socket (below `--socket`, above the default).
 pub const SOCKET_ENV: &str = "PAM_TOTP_SOCKET";
 
+/// A CODE given as this is read from standard input (or typed at a prompt on a terminal).
+pub const CODE_FROM_STDIN: &str = "-";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pam-totp",
@@ -54,14 +57,23 @@ pub enum Command {
     /// Create a pending profile; prints its secret, QR code and emergency codes once
     Enroll(EnrollArgs),
     /// Check a code (it is consumed); a pending profile becomes active
+    ///
+    /// Codes never need to be on the command line, where `ps` shows them: without CODE, or
+    /// with `-` as CODE, the code is typed at a prompt without echo when standard input is a
+    /// terminal, and read from the first line of standard input otherwise.
     #[command(allow_missing_positional = true)]
     Verify {
         /// Account (default: your own)
         #[arg(value_name = "USER")]
         user: Option<String>,
-        /// Current code from the authenticator app, or an emergency code
+        /// Current code from the authenticator app, or an emergency code; `-` reads it from
+        /// standard input
+        ///
+        /// Left out, the code is prompted for without echo when standard input is a terminal,
+        /// and read from the first line of standard input otherwise. A single argument is the
+        /// CODE of your own account.
         #[arg(value_name = "CODE", value_parser = secret)]
-        code: SecretString,
+        code: Option<SecretString>,
     },
     /// Show a profile
     Show {
@@ -93,7 +105,8 @@ pub enum Command {
         /// Account (default: your own)
         #[arg(value_name = "USER")]
         user: Option<String>,
-        /// A current or emergency code (required when removing your own profile)
+        /// A current or emergency code (required when removing your own profile); `-` reads
+        /// it from standard input (a prompt without echo on a terminal)
         #[arg(long, value_name = "CODE", value_parser = secret)]
         code: Option<SecretString>,
     },
@@ -110,7 +123,8 @@ pub enum Command {
         /// Generate a new set of emergency codes (the old ones stop working)
         #[arg(long)]
         regenerate: bool,
-        /// A current or emergency code (required for your own profile)
+        /// A current or emergency code (required for your own profile); `-` reads it from
+        /// standard input (a prompt without echo on a terminal)
         #[arg(long, value_name = "CODE", value_parser = secret)]
         code: Option<SecretString>,
     },
@@ -155,6 +169,10 @@ pub const DEFAULT_LOG_LIMIT: u32 = 100;
 pub enum ImportSource {
     /// Import a google-authenticator file: its secret, step size, window and scratch codes
     /// (the file is only read)
+    ///
+    /// As pam_google_authenticator requires, the file must be USER's own: a regular file owned
+    /// by USER (a FILE you name may also be your own, e.g. root's copy from a backup) that
+    /// neither its group nor others may write. A symbolic link is not followed.
     #[command(name = "google-authenticator")]
     GoogleAuthenticator(GoogleAuthenticatorArgs),
     /// Import every HOTP/T30 and HOTP/T60 line of a pam_oath usersfile; other lines are
@@ -226,7 +244,8 @@ pub struct EnrollArgs {
     /// Replace an existing profile
     #[arg(long)]
     pub replace: bool,
-    /// A code of the current profile (needed to replace your own active profile)
+    /// A code of the current profile (needed to replace your own active profile); `-` reads
+    /// it from standard input (a prompt without echo on a terminal)
     #[arg(long, value_name = "CODE", value_parser = secret)]
     pub code: Option<SecretString>,
 }
@@ -249,7 +268,8 @@ impl From<AlgorithmArg> for Algorithm {
 }
 
 /// Codes go straight into a zeroizing string; they are validated later by proto::validate,
-/// whose messages never repeat the value (clap's would).
+/// whose messages never repeat the value (clap's would). [`CODE_FROM_STDIN`] is resolved then
+/// too.
 fn secret(value: &str) -> Result<SecretString, Infallible> {
     Ok(SecretString::from(value))
 }
@@ -550,13 +570,77 @@ mod tests {
             panic!("not verify")
         };
         assert_eq!(user, None);
-        assert_eq!(code.expose(), "123456");
+        assert_eq!(code.unwrap().expose(), "123456");
         let cli = parse(&["verify", "alice", "654321"]).unwrap();
         let Command::Verify { user, code } = cli.command else {
             panic!("not verify")
         };
         assert_eq!(user.as_deref(), Some("alice"));
-        assert_eq!(code.expose(), "654321");
+        assert_eq!(code.unwrap().expose(), "654321");
+    }
+
+    #[test]
+    fn verify_code_is_optional_and_may_be_a_dash() {
+        let verify = |args: &[&str]| -> (Option<String>, Option<String>) {
+            let cli = parse(args).unwrap();
+            let Command::Verify { user, code } = cli.command else {
+                panic!("not verify")
+            };
+            (user, code.map(|c| c.expose().to_owned()))
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(verify(&["verify"]), (None, None));
+        assert_eq!(verify(&["verify", "-"]), (None, some("-")));
+        assert_eq!(verify(&["verify", "--", "-"]), (None, some("-")));
+        assert_eq!(verify(&["verify", "bob", "-"]), (some("bob"), some("-")));
+        assert_eq!(verify(&["verify", "--json"]), (None, None));
+        // One positional is still the CODE, even when it looks like a name.
+        assert_eq!(verify(&["verify", "bob"]), (None, some("bob")));
+        let error = invalid(&["verify", "bob", "123456", "654321"]);
+        assert_eq!(error.target, None);
+        assert!(!error.message.contains("654321"), "{}", error.message);
+        for (args, value) in [
+            (&["remove", "--code", "-"][..], "-"),
+            (&["codes", "--regenerate", "--code", "-"], "-"),
+        ] {
+            let code = match parse(args).unwrap().command {
+                Command::Remove { code, .. } | Command::Codes { code, .. } => code,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(code.map(|c| c.expose().to_owned()).as_deref(), Some(value));
+        }
+        let Command::Enroll(args) = parse(&["enroll", "--replace", "--code", "-"])
+            .unwrap()
+            .command
+        else {
+            panic!("not enroll")
+        };
+        assert_eq!(
+            args.code.map(|c| c.expose().to_owned()).as_deref(),
+            Some("-")
+        );
+    }
+
+    #[test]
+    fn help_tells_how_to_keep_codes_off_the_command_line() {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        let verify = command
+            .find_subcommand_mut("verify")
+            .expect("verify")
+            .render_long_help()
+            .to_string();
+        assert!(verify.contains("`-` reads it from"), "{verify}");
+        assert!(verify.contains("without echo"), "{verify}");
+        assert!(verify.contains("[CODE]"), "{verify}");
+        for name in ["remove", "codes", "enroll"] {
+            let help = command
+                .find_subcommand_mut(name)
+                .expect(name)
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("`-` reads"), "{name}: {help}");
+        }
     }
 
     #[test]
@@ -602,7 +686,6 @@ mod tests {
             (&["enroll", "--digits", "300"], Some("digits")),
             (&["--socket", "", "show"], Some("socket")),
             (&["enroll", "--period"], Some("period")),
-            (&["verify"], Some("code")),
             (&["disable"], Some("account")),
             (&["set", "alice"], Some("comment")),
             (&["show", "--bogus"], Some("bogus")),
@@ -647,8 +730,8 @@ mod tests {
         let error = invalid(&["show", "--fields"]);
         assert_eq!(error.message, "--fields needs a value");
         assert_eq!(error.target.as_deref(), Some("fields"));
-        let error = invalid(&["verify"]);
-        assert_eq!(error.message, "missing required argument CODE");
+        let error = invalid(&["disable"]);
+        assert_eq!(error.message, "missing required argument USER");
     }
 
     #[test]

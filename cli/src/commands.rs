@@ -1,6 +1,6 @@
 //! One subcommand -> one validated proto request, plus how its reply is to be shown.
 
-use crate::args::{sanitize, Command, EnrollArgs, ImportSource};
+use crate::args::{sanitize, Command, EnrollArgs, ImportSource, CODE_FROM_STDIN};
 use crate::timefmt::{self, Zone};
 use pam_totp_proto::{validate, ApiError, EnrollRequest, Request, SecretString, PROFILE_FIELDS};
 
@@ -42,10 +42,11 @@ pub enum Job {
 pub fn prepare(
     command: Command,
     caller: impl FnOnce() -> Result<String, ApiError>,
+    read_code: impl FnOnce() -> Result<SecretString, ApiError>,
 ) -> Result<Job, ApiError> {
     match command {
         Command::Import(source) => Ok(Job::Import(source)),
-        command => plan(command, caller).map(Job::Call),
+        command => plan(command, caller, read_code).map(Job::Call),
     }
 }
 
@@ -57,17 +58,24 @@ pub struct Plan {
 
 /// Validates every argument and builds the request. `caller` resolves the account of the
 /// calling user; it is only asked when `[USER]` was left out, after everything else passed.
+/// `read_code` reads a code that is not on the command line (`-`, or `verify` without CODE):
+/// it is asked last, once everything else passed, and its code is validated like one given.
 pub fn plan(
     command: Command,
     caller: impl FnOnce() -> Result<String, ApiError>,
+    read_code: impl FnOnce() -> Result<SecretString, ApiError>,
 ) -> Result<Plan, ApiError> {
     let plan = match command {
-        Command::Enroll(args) => enroll(args, caller)?,
+        Command::Enroll(args) => enroll(args, caller, read_code)?,
         Command::Verify { user, code } => {
-            check_code(&code)?;
+            // Without CODE the code is read, as with `-`.
+            let code = code.map(code_arg).transpose()?.unwrap_or(CodeArg::Read);
             let account = account(user, caller)?;
             Plan {
-                request: Request::Verify { account, code },
+                request: Request::Verify {
+                    account,
+                    code: code.resolve(read_code)?,
+                },
                 view: View::Verify,
             }
         }
@@ -108,11 +116,12 @@ pub fn plan(
             view: View::Unlock,
         },
         Command::Remove { user, code } => {
-            code.as_ref().map(check_code).transpose()?;
+            let code = code.map(code_arg).transpose()?;
+            let account = account(user, caller)?;
             Plan {
                 request: Request::Remove {
-                    account: account(user, caller)?,
-                    code,
+                    account,
+                    code: code.map(|code| code.resolve(read_code)).transpose()?,
                 },
                 view: View::Remove,
             }
@@ -128,11 +137,12 @@ pub fn plan(
                     "codes needs --regenerate: emergency codes are shown only when created",
                 ));
             }
-            code.as_ref().map(check_code).transpose()?;
+            let code = code.map(code_arg).transpose()?;
+            let account = account(user, caller)?;
             Plan {
                 request: Request::RegenerateCodes {
-                    account: account(user, caller)?,
-                    code,
+                    account,
+                    code: code.map(|code| code.resolve(read_code)).transpose()?,
                 },
                 view: View::Codes,
             }
@@ -165,6 +175,7 @@ pub fn plan(
                     account,
                     since,
                     limit,
+                    before: None,
                 },
                 view: View::Log,
             }
@@ -185,6 +196,7 @@ pub fn plan(
 fn enroll(
     args: EnrollArgs,
     caller: impl FnOnce() -> Result<String, ApiError>,
+    read_code: impl FnOnce() -> Result<SecretString, ApiError>,
 ) -> Result<Plan, ApiError> {
     validate::digits(args.digits)?;
     validate::period(args.period)?;
@@ -194,26 +206,25 @@ fn enroll(
     if let Some(comment) = &args.comment {
         validate::comment(comment)?;
     }
-    if let Some(code) = &args.code {
-        if !args.replace {
-            return Err(ApiError::invalid(
-                "replace",
-                "--code is only used with --replace",
-            ));
-        }
-        check_code(code)?;
+    if args.code.is_some() && !args.replace {
+        return Err(ApiError::invalid(
+            "replace",
+            "--code is only used with --replace",
+        ));
     }
+    let code = args.code.map(code_arg).transpose()?;
     let own = args.user.is_none();
+    let account = account(args.user, caller)?;
     Ok(Plan {
         request: Request::Enroll(EnrollRequest {
-            account: account(args.user, caller)?,
+            account,
             algorithm: args.algorithm.into(),
             digits: args.digits,
             period: args.period,
             issuer: args.issuer,
             comment: args.comment,
             replace: args.replace,
-            code: args.code,
+            code: code.map(|code| code.resolve(read_code)).transpose()?,
         }),
         view: View::Enroll { own },
     })
@@ -221,6 +232,37 @@ fn enroll(
 
 fn check_code(code: &SecretString) -> Result<(), ApiError> {
     validate::code(code.expose())
+}
+
+/// A CODE argument: checked when it was given, read later when it is `-`.
+enum CodeArg {
+    Given(SecretString),
+    Read,
+}
+
+fn code_arg(code: SecretString) -> Result<CodeArg, ApiError> {
+    if code.expose() == CODE_FROM_STDIN {
+        return Ok(CodeArg::Read);
+    }
+    check_code(&code)?;
+    Ok(CodeArg::Given(code))
+}
+
+impl CodeArg {
+    /// The code, read (and then checked) when it is not on the command line.
+    fn resolve(
+        self,
+        read_code: impl FnOnce() -> Result<SecretString, ApiError>,
+    ) -> Result<SecretString, ApiError> {
+        match self {
+            CodeArg::Given(code) => Ok(code),
+            CodeArg::Read => {
+                let code = read_code()?;
+                check_code(&code)?;
+                Ok(code)
+            }
+        }
+    }
 }
 
 /// An explicit account, checked.
@@ -293,9 +335,19 @@ mod tests {
     use pam_totp_proto::{Algorithm, ErrorCode};
 
     fn plan_of(args: &[&str]) -> Result<Plan, ApiError> {
+        plan_reading(args, || Ok(SecretString::from(STDIN_CODE)))
+    }
+
+    /// The code standard input holds in [`plan_of`].
+    const STDIN_CODE: &str = "135790";
+
+    fn plan_reading(
+        args: &[&str],
+        read_code: impl FnOnce() -> Result<SecretString, ApiError>,
+    ) -> Result<Plan, ApiError> {
         let cli = Cli::try_parse_from(std::iter::once("pam-totp").chain(args.iter().copied()))
             .expect("arguments parse");
-        plan(cli.command, || Ok("me".to_owned()))
+        plan(cli.command, || Ok("me".to_owned()), read_code)
     }
 
     fn target_of(args: &[&str]) -> Option<String> {
@@ -403,11 +455,12 @@ mod tests {
             account,
             since,
             limit,
+            before,
         } = plan.request
         else {
             panic!("not log")
         };
-        assert_eq!((account, since, limit), (None, None, 100));
+        assert_eq!((account, since, limit, before), (None, None, 100, None));
         let plan = plan_of(&[
             "log",
             "bob",
@@ -421,13 +474,14 @@ mod tests {
             account,
             since,
             limit,
+            before,
         } = plan.request
         else {
             panic!("not log")
         };
         assert_eq!(
-            (account.as_deref(), since, limit),
-            (Some("bob"), Some(1_795_341_600), 5)
+            (account.as_deref(), since, limit, before),
+            (Some("bob"), Some(1_795_341_600), 5, None)
         );
         let plan = plan_of(&["log", "--since", "1h"]).unwrap();
         let Request::Log { since, .. } = plan.request else {
@@ -442,14 +496,15 @@ mod tests {
 
     #[test]
     fn import_is_prepared_not_planned() {
+        let no_code = || -> Result<SecretString, ApiError> { panic!("no code is read") };
         let cli = Cli::try_parse_from(["pam-totp", "import", "oath", "/etc/users.oath"]).unwrap();
         assert!(matches!(
-            prepare(cli.command, || Ok("me".into())).unwrap(),
+            prepare(cli.command, || Ok("me".into()), no_code).unwrap(),
             Job::Import(ImportSource::Oath(_))
         ));
         let cli = Cli::try_parse_from(["pam-totp", "status"]).unwrap();
         assert!(matches!(
-            prepare(cli.command, || Ok("me".into())).unwrap(),
+            prepare(cli.command, || Ok("me".into()), no_code).unwrap(),
             Job::Call(_)
         ));
     }
@@ -462,12 +517,103 @@ mod tests {
 
     #[test]
     fn caller_is_asked_only_when_needed() {
+        let no_code = || -> Result<SecretString, ApiError> { panic!("no code is read") };
         let cli = Cli::try_parse_from(["pam-totp", "show", "alice"]).unwrap();
-        let planned = plan(cli.command, || Err(ApiError::internal("no"))).unwrap();
+        let planned = plan(cli.command, || Err(ApiError::internal("no")), no_code).unwrap();
         assert_eq!(planned.request.account(), Some("alice"));
         let cli = Cli::try_parse_from(["pam-totp", "show"]).unwrap();
-        let error = plan(cli.command, || Err(ApiError::internal("no"))).err();
+        let error = plan(cli.command, || Err(ApiError::internal("no")), no_code).err();
         assert_eq!(error.map(|e| e.code), Some(ErrorCode::Internal));
+        // The caller's account is resolved before a code is read.
+        let cli = Cli::try_parse_from(["pam-totp", "verify"]).unwrap();
+        let error = plan(cli.command, || Err(ApiError::internal("no")), no_code).err();
+        assert_eq!(error.map(|e| e.code), Some(ErrorCode::Internal));
+    }
+
+    /// The code of a planned request.
+    fn code_of(plan: &Plan) -> Option<&str> {
+        match &plan.request {
+            Request::Verify { code, .. } => Some(code.expose()),
+            Request::Remove { code, .. } | Request::RegenerateCodes { code, .. } => {
+                code.as_ref().map(SecretString::expose)
+            }
+            Request::Enroll(request) => request.code.as_ref().map(SecretString::expose),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn codes_not_on_the_command_line_are_read() {
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["verify"], Some("me")),
+            (&["verify", "-"], Some("me")),
+            (&["verify", "alice", "-"], Some("alice")),
+            (&["remove", "--code", "-"], Some("me")),
+            (&["remove", "bob", "--code", "-"], Some("bob")),
+            (&["codes", "--regenerate", "--code", "-"], Some("me")),
+            (&["enroll", "--replace", "--code", "-"], Some("me")),
+            (&["enroll", "bob", "--replace", "--code", "-"], Some("bob")),
+        ];
+        for (args, account) in cases {
+            let mut reads = 0;
+            let plan = plan_reading(args, || {
+                reads += 1;
+                Ok(SecretString::from(STDIN_CODE))
+            })
+            .unwrap();
+            assert_eq!(reads, 1, "{args:?}");
+            assert_eq!(plan.request.account(), *account, "{args:?}");
+            assert_eq!(code_of(&plan), Some(STDIN_CODE), "{args:?}");
+        }
+        // A code on the command line, or none where none is needed: nothing is read.
+        let no_code = || -> Result<SecretString, ApiError> { panic!("no code is read") };
+        for (args, code) in [
+            (&["verify", "123456"][..], Some("123456")),
+            (&["verify", "alice", "12345678"], Some("12345678")),
+            (&["remove"], None),
+            (&["remove", "--code", "654321"], Some("654321")),
+            (&["codes", "--regenerate"], None),
+            (&["enroll", "--replace"], None),
+        ] {
+            let plan = plan_reading(args, no_code).unwrap();
+            assert_eq!(code_of(&plan), code, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_read_code_is_checked_and_everything_else_first() {
+        // Other arguments are refused before anything is read.
+        let no_code = || -> Result<SecretString, ApiError> { panic!("no code is read") };
+        for (args, target) in [
+            (&["verify", "a b", "-"][..], "account"),
+            (&["verify", "a b"], "code"),
+            (&["remove", "a:b", "--code", "-"], "account"),
+            (&["codes", "--code", "-"], "regenerate"),
+            (&["enroll", "--code", "-"], "replace"),
+            (
+                &["enroll", "--digits", "9", "--replace", "--code", "-"],
+                "digits",
+            ),
+        ] {
+            let error = plan_reading(args, no_code).err().unwrap();
+            assert_eq!(error.target.as_deref(), Some(target), "{args:?}");
+        }
+        // What was read is validated like a code given as an argument, never repeated.
+        for bad in ["12345", "12a456", "-", "", "123456789"] {
+            let error = plan_reading(&["verify"], || Ok(SecretString::from(bad)))
+                .err()
+                .unwrap();
+            assert_eq!(error.code, ErrorCode::InvalidArgument, "{bad:?}");
+            assert_eq!(error.target.as_deref(), Some("code"), "{bad:?}");
+            assert!(bad.is_empty() || !error.message.contains(bad), "{bad:?}");
+        }
+        // A failed read is the command's error.
+        let error = plan_reading(&["remove", "--code", "-"], || {
+            Err(ApiError::invalid("code", "no code on standard input"))
+        })
+        .err()
+        .unwrap();
+        assert_eq!(error.message, "no code on standard input");
     }
 
     #[test]

@@ -248,9 +248,7 @@ fn profile_cell(object: &Map<String, Value>, field: &str, human: &Human<'_>) -> 
         _ => human_value(value),
     };
     let colour = match (field, value) {
-        ("blocked_sources", Some(Value::Array(sources))) if !sources.is_empty() => {
-            Some(Paint::Red)
-        }
+        ("blocked_sources", Some(Value::Array(sources))) if !sources.is_empty() => Some(Paint::Red),
         ("verified", Some(Value::Bool(true))) | ("enabled", Some(Value::Bool(true))) => {
             Some(Paint::Green)
         }
@@ -820,7 +818,11 @@ mod tests {
     fn log_never_prints_control_characters() {
         let mut evil = entry("2026-11-22T10:00:05Z", "success", 0);
         evil.rhost = Some("\u{1b}[2Jhost\n".into());
-        let out = text(View::Log, Reply::Log(vec![evil]), false);
+        let page = LogPage {
+            entries: vec![evil],
+            next: None,
+        };
+        let out = text(View::Log, Reply::Log(page), false);
         assert!(!out.contains('\u{1b}'));
         assert_eq!(out.lines().count(), 2);
     }

@@ -438,7 +438,9 @@ fn remove_json_shape() {
 
 #[test]
 fn log_and_status_requests() {
-    let agent = FakeAgent::answering(&Response::Ok(Reply::Log(pam_totp_proto::LogPage::default())));
+    let agent = FakeAgent::answering(&Response::Ok(
+        Reply::Log(pam_totp_proto::LogPage::default()),
+    ));
     let output = run(&[
         "--socket",
         agent.socket(),
@@ -456,7 +458,9 @@ fn log_and_status_requests() {
         agent.request()["request"],
         serde_json::json!({"op": "log", "account": "bob", "since": 1_795_341_600, "limit": 5})
     );
-    let agent = FakeAgent::answering(&Response::Ok(Reply::Log(pam_totp_proto::LogPage::default())));
+    let agent = FakeAgent::answering(&Response::Ok(
+        Reply::Log(pam_totp_proto::LogPage::default()),
+    ));
     let output = run(&["--socket", agent.socket(), "log"]);
     assert_eq!(stdout(&output), "No entries.\n");
     assert_eq!(
@@ -513,4 +517,118 @@ fn import_dry_run_needs_no_agent() {
     // Without --dry-run the profile is sent: no agent, exit 8.
     let output = run(&["--socket", MISSING_SOCKET, "--json", "import", "oath", path]);
     assert_error(&output, ErrorCode::Unavailable);
+}
+
+/// `pam-totp ARGS...` with `input` on its standard input (a pipe).
+fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = pam_totp(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        // The CLI may stop reading early (an over-long line): that is its answer.
+        let _ = stdin.write_all(input);
+    }
+    child.wait_with_output().expect("binary runs")
+}
+
+#[test]
+fn codes_from_standard_input_reach_the_agent() {
+    let codes_reply = Reply::Codes(pam_totp_proto::CodesReply {
+        emergency_codes: vec![SecretString::from("87651234")],
+        profile: profile("alice"),
+    });
+    let cases: &[(&[&str], &[u8], Reply, Value)] = &[
+        (
+            &["verify"],
+            b"654321\n",
+            Reply::Profile(profile("alice")),
+            serde_json::json!({"op": "verify", "account": "alice", "code": "654321"}),
+        ),
+        (
+            &["verify", "alice", "-"],
+            b"654321\r\n",
+            Reply::Profile(profile("alice")),
+            serde_json::json!({"op": "verify", "account": "alice", "code": "654321"}),
+        ),
+        (
+            &["remove", "alice", "--code", "-"],
+            b"654321\nmore\n",
+            Reply::Removed {
+                account: "alice".into(),
+            },
+            serde_json::json!({"op": "remove", "account": "alice", "code": "654321"}),
+        ),
+        (
+            &["codes", "alice", "--regenerate", "--code", "-"],
+            b"12345678\n",
+            codes_reply,
+            serde_json::json!({"op": "regenerate_codes", "account": "alice", "code": "12345678"}),
+        ),
+    ];
+    for (args, input, reply, request) in cases {
+        let agent = FakeAgent::answering(&Response::Ok(reply.clone()));
+        let mut full = vec!["--json", "--socket", agent.socket()];
+        full.extend_from_slice(args);
+        let output = run_with_stdin(&full, input);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let sent = agent.request()["request"].clone();
+        let wanted = match request["account"].as_str() {
+            // `verify` without USER: the caller's own account, whatever its name.
+            Some("alice") if args.len() == 1 => {
+                let mut wanted = request.clone();
+                wanted["account"] = sent["account"].clone();
+                wanted
+            }
+            _ => request.clone(),
+        };
+        assert_eq!(sent, wanted, "{args:?}");
+        let shown = format!("{}{}", stdout(&output), stderr(&output));
+        let code = request["code"].as_str().unwrap();
+        assert!(!shown.contains(code), "{args:?}: {shown}");
+    }
+}
+
+#[test]
+fn bad_codes_from_standard_input_fail_before_the_agent() {
+    let long = format!("{}\n", "1".repeat(100_000));
+    for (args, input) in [
+        (&["verify"][..], &b""[..]),
+        (&["verify"], b"\n"),
+        (&["verify", "-"], b"\r\n"),
+        (&["verify", "alice", "-"], b"12a456\n"),
+        // One argument is the CODE (here "alice"): refused before anything is read.
+        (&["verify", "alice"], b"654321\n"),
+        (&["verify", "alice", "-"], b"1234567890\n"),
+        (&["verify", "alice", "-"], b"12\xff456\n"),
+        (&["verify", "alice", "-"], long.as_bytes()),
+        (&["remove", "alice", "--code", "-"], b""),
+        (&["codes", "alice", "--regenerate", "--code", "-"], b"x\n"),
+        (&["enroll", "alice", "--replace", "--code", "-"], b"\n"),
+    ] {
+        let mut full = vec!["--json", "--socket", MISSING_SOCKET];
+        full.extend_from_slice(args);
+        let output = run_with_stdin(&full, input);
+        assert_eq!(
+            assert_error(&output, ErrorCode::InvalidArgument).as_deref(),
+            Some("code"),
+            "{args:?} {:?}",
+            String::from_utf8_lossy(&input[..input.len().min(20)])
+        );
+        let message = json(&output)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for typed in ["12a456", "1234567890", "1111111111"] {
+            assert!(!message.contains(typed), "{args:?}: {message}");
+        }
+    }
 }

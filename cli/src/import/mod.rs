@@ -5,6 +5,12 @@
 //! in batches; the agent decides each profile on its own and hashes the emergency codes. The
 //! file is only read, never written.
 //!
+//! A google-authenticator file must be the account's own, as pam_google_authenticator requires
+//! at login: it is opened without following a symbolic link, and the opened file must be a
+//! regular file owned by the account (or, for a FILE named on the command line, by the caller,
+//! e.g. root's copy from a backup) that neither group nor others may write. Otherwise whoever
+//! could plant or link the file would choose the secret of someone else's profile.
+//!
 //! What the agent refuses (the account already has a profile, permission) is reported per
 //! account and never stops the rest; lines the CLI cannot import are reported with their line
 //! numbers and skipped.
@@ -23,7 +29,7 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -104,10 +110,91 @@ pub trait World {
     fn expect_lookups(&mut self, _count: usize) {}
     /// Whether NSS knows the account.
     fn account_exists(&mut self, account: &str) -> Result<bool, ApiError>;
-    /// The home directory of an account, `None` when NSS does not know it.
-    fn home_of(&mut self, account: &str) -> Result<Option<PathBuf>, ApiError>;
+    /// The uid and home directory of an account, `None` when NSS does not know it.
+    fn passwd_of(&mut self, account: &str) -> Result<Option<Passwd>, ApiError>;
+    /// The real uid of the calling process.
+    fn caller_uid(&mut self) -> u32;
     /// The file's bytes, read as the calling user.
     fn read(&mut self, path: &Path, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError>;
+    /// The bytes of a file that holds one account's secret, read as the calling user, once
+    /// [`check_secret_file`] passed on the opened file (a symbolic link is not followed).
+    fn read_secret_file(
+        &mut self,
+        path: &Path,
+        limit: u64,
+        owners: &Owners,
+    ) -> Result<Zeroizing<Vec<u8>>, ApiError>;
+}
+
+/// What NSS says of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passwd {
+    pub uid: u32,
+    pub home: PathBuf,
+}
+
+/// Who may own a file that holds an account's secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owners {
+    /// The account being imported, and its uid.
+    pub account: String,
+    pub uid: u32,
+    /// The caller, for a file it named itself.
+    pub caller: Option<u32>,
+}
+
+/// What [`check_secret_file`] looks at, from fstat(2) of the opened file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileFacts {
+    pub regular: bool,
+    pub uid: u32,
+    /// The permission bits.
+    pub mode: u32,
+}
+
+/// Refuses a file that is not the account's own to hold its secret: not a regular file
+/// (`invalid_argument`, as before); owned by anyone but the account (or the caller, when
+/// allowed); writable by group or others (`failed_precondition`: the file must be fixed, by
+/// whoever may, before it can be imported).
+pub fn check_secret_file(shown: &str, facts: FileFacts, owners: &Owners) -> Result<(), ApiError> {
+    if !facts.regular {
+        return Err(ApiError::invalid(
+            "file",
+            format!("{shown} is not a regular file"),
+        ));
+    }
+    if facts.uid != owners.uid && Some(facts.uid) != owners.caller {
+        let also = match owners.caller {
+            Some(caller) if caller != owners.uid => " or by you",
+            _ => "",
+        };
+        return Err(unsafe_file(format!(
+            "{shown} is owned by uid {}: it must be owned by {}{also} (uid {}), as \
+             pam_google_authenticator requires",
+            facts.uid,
+            sanitize(&owners.account),
+            owners.uid
+        )));
+    }
+    if facts.mode & 0o022 != 0 {
+        return Err(unsafe_file(format!(
+            "{shown} is writable by {} (mode {:04o}): someone else may have chosen its \
+             secret; make it writable by its owner only (chmod go-w)",
+            if facts.mode & 0o020 != 0 && facts.mode & 0o002 != 0 {
+                "group and others"
+            } else if facts.mode & 0o020 != 0 {
+                "its group"
+            } else {
+                "others"
+            },
+            facts.mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+fn unsafe_file(message: String) -> ApiError {
+    ApiError::new(ErrorCode::FailedPrecondition, message).with_target("file")
 }
 
 /// Runs one `import` command.
@@ -124,22 +211,27 @@ pub fn run(
 
 fn import_google(args: GoogleAuthenticatorArgs, world: &mut dyn World) -> Result<Report, ApiError> {
     pam_totp_proto::validate::account(&args.user)?;
+    if args.file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+        return Err(ApiError::invalid("file", "the file path is empty"));
+    }
+    let Some(passwd) = world.passwd_of(&args.user)? else {
+        return Err(no_such_account(&args.user));
+    };
+    let mut owners = Owners {
+        account: args.user.clone(),
+        uid: passwd.uid,
+        caller: None,
+    };
     let file = match args.file {
-        Some(file) if file.as_os_str().is_empty() => {
-            return Err(ApiError::invalid("file", "the file path is empty"))
-        }
         Some(file) => {
-            if !world.account_exists(&args.user)? {
-                return Err(no_such_account(&args.user));
-            }
+            // Named by the caller: a file of its own (root's copy of a backup) will do too.
+            owners.caller = Some(world.caller_uid());
             file
         }
-        None => match world.home_of(&args.user)? {
-            Some(home) => home.join(".google_authenticator"),
-            None => return Err(no_such_account(&args.user)),
-        },
+        // The account's own place: only the account's own file.
+        None => passwd.home.join(".google_authenticator"),
     };
-    let bytes = world.read(&file, MAX_GOOGLE_FILE)?;
+    let bytes = world.read_secret_file(&file, MAX_GOOGLE_FILE, &owners)?;
     let shown = sanitize(&file.display().to_string());
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         ApiError::invalid(
@@ -423,11 +515,7 @@ pub fn secret_bytes_ok(secret: &SecretString) -> bool {
 /// refused without blocking on it.
 pub fn read_file(path: &Path, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     let shown = sanitize(&path.display().to_string());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits() | nix::fcntl::OFlag::O_NOCTTY.bits())
-        .open(path)
-        .map_err(|e| file_error(&shown, &e))?;
+    let file = open_file(path, &shown, nix::fcntl::OFlag::empty())?;
     let meta = file.metadata().map_err(|e| file_error(&shown, &e))?;
     if !meta.is_file() {
         return Err(ApiError::invalid(
@@ -435,6 +523,61 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError
             format!("{shown} is not a regular file"),
         ));
     }
+    read_opened(file, &meta, &shown, limit)
+}
+
+/// [`read_file`] for a file that holds an account's secret: a symbolic link is refused, not
+/// followed, and [`check_secret_file`] looks at the file that was opened (fstat), so nothing
+/// can be swapped in between the check and the read.
+pub fn read_secret_file(
+    path: &Path,
+    limit: u64,
+    owners: &Owners,
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let shown = sanitize(&path.display().to_string());
+    let file = open_file(path, &shown, nix::fcntl::OFlag::O_NOFOLLOW)?;
+    let meta = file.metadata().map_err(|e| file_error(&shown, &e))?;
+    let facts = FileFacts {
+        regular: meta.is_file(),
+        uid: meta.uid(),
+        mode: meta.mode() & 0o7777,
+    };
+    check_secret_file(&shown, facts, owners)?;
+    read_opened(file, &meta, &shown, limit)
+}
+
+/// Opens for reading without blocking (a FIFO) or taking a controlling terminal (a tty).
+fn open_file(
+    path: &Path,
+    shown: &str,
+    extra: nix::fcntl::OFlag,
+) -> Result<std::fs::File, ApiError> {
+    let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY | extra;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)
+        .map_err(|e| {
+            if extra.contains(nix::fcntl::OFlag::O_NOFOLLOW)
+                && e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32)
+            {
+                unsafe_file(format!(
+                    "{shown} is a symbolic link, which is not followed: the file must be the \
+                     account's own regular file (name the file itself if it is)"
+                ))
+            } else {
+                file_error(shown, &e)
+            }
+        })
+}
+
+/// The contents of an opened regular file, at most `limit` bytes.
+fn read_opened(
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+    shown: &str,
+    limit: u64,
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     if meta.len() > limit {
         return Err(ApiError::invalid(
             "file",
@@ -445,7 +588,7 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError
     let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
     file.take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| file_error(&shown, &e))?;
+        .map_err(|e| file_error(shown, &e))?;
     if bytes.len() as u64 > limit {
         return Err(ApiError::invalid(
             "file",
@@ -747,9 +890,12 @@ impl World for System<'_> {
         }
     }
 
-    fn home_of(&mut self, account: &str) -> Result<Option<PathBuf>, ApiError> {
+    fn passwd_of(&mut self, account: &str) -> Result<Option<Passwd>, ApiError> {
         match nix::unistd::User::from_name(account) {
-            Ok(user) => Ok(user.map(|u| u.dir)),
+            Ok(user) => Ok(user.map(|u| Passwd {
+                uid: u.uid.as_raw(),
+                home: u.dir,
+            })),
             Err(error) => Err(ApiError::internal(format!(
                 "cannot look up account '{}': {}",
                 sanitize(account),
@@ -758,8 +904,21 @@ impl World for System<'_> {
         }
     }
 
+    fn caller_uid(&mut self) -> u32 {
+        nix::unistd::getuid().as_raw()
+    }
+
     fn read(&mut self, path: &Path, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         read_file(path, limit)
+    }
+
+    fn read_secret_file(
+        &mut self,
+        path: &Path,
+        limit: u64,
+        owners: &Owners,
+    ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+        read_secret_file(path, limit, owners)
     }
 }
 

@@ -16,6 +16,12 @@ struct Fake {
     accounts: HashSet<String>,
     existing: HashSet<String>,
     homes: HashMap<String, PathBuf>,
+    /// Owner and mode of a file; files not here are the account's own, mode 0600.
+    facts: HashMap<PathBuf, FileFacts>,
+    /// The calling user's uid (root unless set).
+    caller: u32,
+    /// The owners each secret file was checked against.
+    checked: Vec<Owners>,
     requests: Vec<(Vec<ImportProfile>, bool)>,
     lookups: usize,
     /// Answer every request with this error instead.
@@ -34,6 +40,26 @@ impl Fake {
         self.files
             .insert(PathBuf::from(path), text.as_bytes().to_vec());
         self
+    }
+
+    fn owned(mut self, path: &str, uid: u32, mode: u32) -> Self {
+        self.facts.insert(
+            PathBuf::from(path),
+            FileFacts {
+                regular: true,
+                uid,
+                mode,
+            },
+        );
+        self
+    }
+
+    /// The uid NSS gives `account`: 1000 and up, in name order.
+    fn uid_of(&self, account: &str) -> u32 {
+        let mut names: Vec<&String> = self.accounts.iter().collect();
+        names.sort();
+        let index = names.iter().position(|n| *n == account).unwrap();
+        1000 + u32::try_from(index).unwrap()
     }
 
     fn sent(&self) -> Vec<String> {
@@ -75,13 +101,37 @@ impl World for Fake {
         Ok(self.accounts.contains(account))
     }
 
-    fn home_of(&mut self, account: &str) -> Result<Option<PathBuf>, ApiError> {
-        Ok(self.accounts.contains(account).then(|| {
-            self.homes
+    fn passwd_of(&mut self, account: &str) -> Result<Option<Passwd>, ApiError> {
+        Ok(self.accounts.contains(account).then(|| Passwd {
+            uid: self.uid_of(account),
+            home: self
+                .homes
                 .get(account)
                 .cloned()
-                .unwrap_or_else(|| PathBuf::from(format!("/home/{account}")))
+                .unwrap_or_else(|| PathBuf::from(format!("/home/{account}"))),
         }))
+    }
+
+    fn caller_uid(&mut self) -> u32 {
+        self.caller
+    }
+
+    fn read_secret_file(
+        &mut self,
+        path: &Path,
+        limit: u64,
+        owners: &Owners,
+    ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+        self.checked.push(owners.clone());
+        if self.files.contains_key(path) {
+            let facts = self.facts.get(path).copied().unwrap_or(FileFacts {
+                regular: true,
+                uid: owners.uid,
+                mode: 0o600,
+            });
+            check_secret_file(&path.display().to_string(), facts, owners)?;
+        }
+        self.read(path, limit)
     }
 
     fn read(&mut self, path: &Path, limit: u64) -> Result<Zeroizing<Vec<u8>>, ApiError> {
@@ -209,6 +259,109 @@ fn google_errors_name_the_field() {
     let error = import(&mut fake, &["google-authenticator", "a:b", "/hotp"]).unwrap_err();
     assert_eq!(error.target.as_deref(), Some("account"));
     assert!(fake.requests.is_empty());
+}
+
+#[test]
+fn google_file_must_be_the_accounts_own() {
+    // alice is uid 1000, bob 1001; the caller is root unless set.
+    let base = || {
+        Fake::with_accounts(&["alice", "bob"])
+            .file("/home/alice/.google_authenticator", GA_FILE)
+            .file("/tmp/ga", GA_FILE)
+    };
+    let refused = |fake: &mut Fake, args: &[&str]| {
+        let error = import(fake, args).unwrap_err();
+        assert_eq!(
+            (error.code, error.target.as_deref()),
+            (ErrorCode::FailedPrecondition, Some("file")),
+            "{args:?}: {}",
+            error.message
+        );
+        assert_eq!(error.code.exit_code(), 6);
+        assert!(fake.requests.is_empty(), "{args:?}");
+        error.message
+    };
+
+    // From the home directory: only the account's own file, checked against alice alone.
+    let mut fake = base().owned("/home/alice/.google_authenticator", 1001, 0o400);
+    let message = refused(&mut fake, &["google-authenticator", "alice"]);
+    assert_eq!(
+        message,
+        "/home/alice/.google_authenticator is owned by uid 1001: it must be owned by alice \
+         (uid 1000), as pam_google_authenticator requires"
+    );
+    assert_eq!(
+        fake.checked,
+        [Owners {
+            account: "alice".into(),
+            uid: 1000,
+            caller: None
+        }]
+    );
+    // Not even root's own file there.
+    let mut fake = base().owned("/home/alice/.google_authenticator", 0, 0o600);
+    refused(&mut fake, &["google-authenticator", "alice", "--dry-run"]);
+
+    // A named file: alice's, or the caller's own (root's copy from a backup).
+    let mut fake = base().owned("/tmp/ga", 0, 0o600);
+    import(&mut fake, &["google-authenticator", "alice", "/tmp/ga"]).unwrap();
+    assert_eq!(fake.checked[0].caller, Some(0));
+    let mut fake = base().owned("/tmp/ga", 1000, 0o644);
+    import(&mut fake, &["google-authenticator", "alice", "/tmp/ga"]).unwrap();
+    // Someone else's: refused, for root as for alice.
+    let mut fake = base().owned("/tmp/ga", 1001, 0o644);
+    let message = refused(&mut fake, &["google-authenticator", "alice", "/tmp/ga"]);
+    assert!(message.contains("owned by alice or by you"), "{message}");
+    let mut fake = base().owned("/tmp/ga", 1001, 0o644);
+    fake.caller = 1000;
+    let message = refused(&mut fake, &["google-authenticator", "alice", "/tmp/ga"]);
+    assert!(message.ends_with("owned by alice (uid 1000), as pam_google_authenticator requires"));
+
+    // Writable by group or others, even when alice's own.
+    for (mode, whom) in [
+        (0o620, "its group"),
+        (0o602, "others"),
+        (0o666, "group and others"),
+    ] {
+        let mut fake = base().owned("/home/alice/.google_authenticator", 1000, mode);
+        let message = refused(&mut fake, &["google-authenticator", "alice"]);
+        assert!(
+            message.contains(&format!("writable by {whom}")),
+            "{message}"
+        );
+        assert!(message.contains(&format!("mode {mode:04o}")), "{message}");
+    }
+    // Readable by others is the owner's business (as is any mode without group/other write).
+    let mut fake = base().owned("/home/alice/.google_authenticator", 1000, 0o644);
+    import(&mut fake, &["google-authenticator", "alice"]).unwrap();
+}
+
+#[test]
+fn secret_file_checks() {
+    let owners = Owners {
+        account: "alice".into(),
+        uid: 1000,
+        caller: Some(0),
+    };
+    let facts = |regular, uid, mode| FileFacts { regular, uid, mode };
+    assert!(check_secret_file("f", facts(true, 1000, 0o400), &owners).is_ok());
+    assert!(check_secret_file("f", facts(true, 0, 0o600), &owners).is_ok());
+    assert!(check_secret_file("f", facts(true, 1000, 0o4755), &owners).is_ok());
+    let error = check_secret_file("f", facts(false, 1000, 0o600), &owners).unwrap_err();
+    assert_eq!(
+        (error.code, error.target.as_deref()),
+        (ErrorCode::InvalidArgument, Some("file"))
+    );
+    let error = check_secret_file("f", facts(true, 1001, 0o600), &owners).unwrap_err();
+    assert_eq!(error.code, ErrorCode::FailedPrecondition);
+    let own = Owners {
+        caller: Some(1000),
+        ..owners.clone()
+    };
+    let error = check_secret_file("f", facts(true, 0, 0o600), &own).unwrap_err();
+    assert!(!error.message.contains("or by you"), "{}", error.message);
+    let error = check_secret_file("f", facts(true, 1000, 0o660), &owners).unwrap_err();
+    assert_eq!(error.code, ErrorCode::FailedPrecondition);
 }
 
 #[test]
@@ -514,6 +667,69 @@ fn reading_files() {
     assert_eq!(
         read_file(&fifo, 10).unwrap_err().target.as_deref(),
         Some("file")
+    );
+}
+
+#[test]
+fn reading_secret_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let me = nix::unistd::getuid().as_raw();
+    let mine = Owners {
+        account: "me".into(),
+        uid: me,
+        caller: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ga");
+    std::fs::write(&path, "hello").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        read_secret_file(&path, 10, &mine).unwrap().as_slice(),
+        b"hello"
+    );
+    // A symbolic link to it is not followed, however good the file it names.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let error = read_secret_file(&link, 10, &mine).unwrap_err();
+    assert_eq!(
+        (error.code, error.target.as_deref()),
+        (ErrorCode::FailedPrecondition, Some("file"))
+    );
+    assert!(error.message.contains("symbolic link"), "{}", error.message);
+    // read_file (a usersfile) still follows links.
+    assert_eq!(read_file(&link, 10).unwrap().as_slice(), b"hello");
+    // The owner and mode of the opened file.
+    let someone_else = Owners {
+        uid: me.wrapping_add(1),
+        ..mine.clone()
+    };
+    let error = read_secret_file(&path, 10, &someone_else).unwrap_err();
+    assert_eq!(error.code, ErrorCode::FailedPrecondition);
+    assert!(error.message.contains("owned by"), "{}", error.message);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let error = read_secret_file(&path, 10, &mine).unwrap_err();
+    assert!(error.message.contains("writable"), "{}", error.message);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Size, missing files, directories and FIFOs as read_file.
+    assert_eq!(
+        read_secret_file(&path, 4, &mine)
+            .unwrap_err()
+            .target
+            .as_deref(),
+        Some("file")
+    );
+    let missing = read_secret_file(&dir.path().join("none"), 10, &mine).unwrap_err();
+    assert_eq!(missing.code, ErrorCode::InvalidArgument);
+    let error = read_secret_file(dir.path(), 10, &mine).unwrap_err();
+    assert_eq!(
+        (error.code, error.target.as_deref()),
+        (ErrorCode::InvalidArgument, Some("file"))
+    );
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    assert_eq!(
+        read_secret_file(&fifo, 10, &mine).unwrap_err().code,
+        ErrorCode::InvalidArgument
     );
 }
 
