@@ -76,7 +76,16 @@ fn backoff(threshold: u32, base: u64, max: u64, failures: u32) -> Option<u64> {
     Some(base.saturating_mul(factor).min(max))
 }
 
+/// While an account is locked, emergency codes are still checked (the owner's way back in)
+/// until its failures reach this many times the lock threshold.
+const EMERGENCY_GUESS_FACTOR: u32 = 5;
+
 impl LockoutPolicy {
+    /// Failures past which even emergency codes wait for a lock to end.
+    pub fn emergency_guess_cap(&self) -> u32 {
+        self.threshold.saturating_mul(EMERGENCY_GUESS_FACTOR)
+    }
+
     /// Account lock after `failures` consecutive failures, if any.
     pub fn lock_seconds(&self, failures: u32) -> Option<u64> {
         backoff(

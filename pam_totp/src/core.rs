@@ -137,6 +137,11 @@ pub fn authenticate(
     // The agent holds every name of one uid (an alias, a case variant NSS folds) to the
     // same profile; a name NSS does not know is refused, never let through as "not enrolled".
     let Some((account, uid)) = pam.lookup_account(&name) else {
+        // Prompted all the same (unless the code comes from the stack), as pam_unix prompts
+        // for an unknown user's password: the prompt must not tell who exists.
+        if options.first_pass != FirstPass::Use {
+            let _ = pam.prompt_hidden(&options.prompt);
+        }
         pam.log(
             LogLevel::Notice,
             &sanitize(&format!(

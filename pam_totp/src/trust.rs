@@ -1,6 +1,11 @@
 //! The module talks only to a socket that no ordinary user could have planted: every directory
 //! on its path must be root's, and none writable by others. Otherwise a local user could put a
 //! fake agent there that says yes to every code.
+//!
+//! The directory check looks at the path before the connect, which then resolves the path
+//! again: a symbolic link on the way (or one swapped in between) could lead the connect
+//! somewhere else. So the connection itself is checked too: the process listening on it
+//! (`SO_PEERCRED`) must be root, before a byte of the request (which may carry a code) is sent.
 
 use crate::core::Agent;
 use pam_totp_proto::{Client, ClientError, Reply, Request};
@@ -47,16 +52,21 @@ pub fn check_socket_path(socket: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The agent client, refusing (as "unavailable") to talk through an untrusted path.
+/// The agent client, refusing (as "unavailable") to talk through an untrusted path or to a
+/// socket whose listening process is not root.
 pub struct TrustedClient {
     client: Client,
     socket: PathBuf,
 }
 
 impl TrustedClient {
+    /// Wraps `client`, which from now on talks only to a peer running as root.
     pub fn new(client: Client) -> Self {
         let socket = client.socket().to_owned();
-        Self { client, socket }
+        Self {
+            client: client.require_peer_uid(0),
+            socket,
+        }
     }
 }
 
@@ -108,5 +118,17 @@ mod tests {
         let _ = std::fs::remove_dir(&dir);
         assert_eq!(verdict.is_ok(), is_root, "{verdict:?}");
         assert!(check_socket_path(Path::new("/nonexistent/dir/agent.sock")).is_err());
+    }
+
+    #[test]
+    fn the_trusted_client_talks_only_to_a_root_peer() {
+        let client = Client::new(
+            "/run/pam-totp/agent.sock",
+            std::time::Duration::from_secs(1),
+        );
+        assert_eq!(client.required_peer_uid(), None);
+        let trusted = TrustedClient::new(client);
+        assert_eq!(trusted.client.required_peer_uid(), Some(0));
+        assert_eq!(trusted.socket, Path::new("/run/pam-totp/agent.sock"));
     }
 }

@@ -55,7 +55,7 @@ fn status_counts_profiles_and_recent_logins() {
     assert!(status["uptime_seconds"].is_u64(), "{out}");
     assert_eq!(
         status["profiles"],
-        serde_json::json!({"pending": 0, "active": 0, "disabled": 0, "locked": 0}),
+        serde_json::json!({"pending": 0, "active": 0, "disabled": 0, "locked": 0, "clock_ahead": 0}),
         "{out}"
     );
     assert_eq!(
@@ -85,7 +85,7 @@ fn status_counts_profiles_and_recent_logins() {
     let status = out.ok();
     assert_eq!(
         status["profiles"],
-        serde_json::json!({"pending": 1, "active": 2, "disabled": 1, "locked": 1}),
+        serde_json::json!({"pending": 1, "active": 2, "disabled": 1, "locked": 1, "clock_ahead": 0}),
         "{out}"
     );
     assert_eq!(

@@ -119,11 +119,19 @@ impl Service {
             };
         }
         if let Some(until) = active(record.locked_until) {
+            // Only what could be an emergency code is looked at, and only up to a cap of
+            // failures: past it even many sources get no more guesses until the lock ends.
+            let could_be_emergency = code.len() == EMERGENCY_CODE_DIGITS
+                && record.failed_attempts < self.config.lockout.emergency_guess_cap();
+            if !could_be_emergency {
+                return CodeCheck::Locked {
+                    retry_after: retry_after(until, now),
+                };
+            }
             if self.use_emergency_code(record, code) {
                 return self.accept(record, source, AuthMethod::EmergencyCode, now);
             }
-            // Counted against the source only: the lock is not stretched by its owner's tries.
-            self.count_source_failure(source, now);
+            self.count_failure(record, source, now);
             let until = [record.locked_until, source.blocked_until]
                 .into_iter()
                 .flatten()
@@ -192,11 +200,6 @@ impl Service {
         if let Some(seconds) = policy.lock_seconds(record.failed_attempts) {
             record.locked_until = Some(until(now, seconds));
         }
-        self.count_source_failure(source, now);
-    }
-
-    fn count_source_failure(&self, source: &mut SourceRecord, now: i64) {
-        let policy = &self.config.lockout;
         source.failures = source.failures.saturating_add(1);
         source.last_failure_at = now;
         if let Some(seconds) = policy.block_seconds(source.failures) {

@@ -36,10 +36,17 @@ impl Service {
             .into_iter()
             .map(|profile| {
                 let uid = uids.get(&profile.account).copied();
-                (
-                    profile.account.clone(),
-                    self.prepare_import(profile, uid, now),
-                )
+                let name = profile.account.clone();
+                // A name of a uid that already has a profile is held to that profile, as at
+                // login: an alias must not plant a second profile beside the account's.
+                let record = self
+                    .prepare_import(profile, uid, now)
+                    .and_then(|mut record| {
+                        record.account = self.held_to(&name, uid)?.account;
+                        Ok(record)
+                    });
+                let account = record.as_ref().map_or(name, |r| r.account.clone());
+                (account, record)
             })
             .collect();
         let mut verdicts: Vec<Option<Result<(), ApiError>>> = vec![None; prepared.len()];

@@ -1218,7 +1218,10 @@ fn a_uid_claimed_by_a_non_root_caller_is_ignored() {
         Some(ErrorCode::NotFound)
     );
     assert_eq!(
-        code_of(h.call(BOB, authenticate("alice", Some(1001), &h.code(&enrolled, 0)))),
+        code_of(h.call(
+            BOB,
+            authenticate("alice", Some(1001), &h.code(&enrolled, 0))
+        )),
         Some(ErrorCode::PermissionDenied)
     );
     // Alice's code was not consumed by either.
@@ -1301,7 +1304,8 @@ fn a_slow_nss_lookup_for_one_user_never_holds_up_roots_logins() {
         },
         "testhost".into(),
     ));
-    let Ok(Reply::Enrolled(enrolled)) = service.handle(ROOT, Request::Enroll(enroll_request("alice")))
+    let Ok(Reply::Enrolled(enrolled)) =
+        service.handle(ROOT, Request::Enroll(enroll_request("alice")))
     else {
         panic!("enroll failed");
     };
@@ -1460,6 +1464,18 @@ fn an_emergency_code_gets_the_owner_in_while_the_account_is_locked_elsewhere() {
         Some(ErrorCode::RateLimited),
         "a source guessing emergency codes during a lock is blocked"
     );
+    // Many sources guessing 8 digits: past the cap (5 x the threshold of 6) even a fresh
+    // source's emergency code waits for the lock to end; 6-digit guesses are not looked at.
+    for host in 13..=60 {
+        let _ = login_from(&h, ROOT, &format!("203.0.113.{host}"), "22222222");
+    }
+    assert!(h.show("alice").failed_attempts >= 30);
+    assert_eq!(
+        code_of(login_from(&h, ROOT, "198.51.100.30", &enrolled.codes[3])),
+        Some(ErrorCode::RateLimited)
+    );
+    h.clock.advance(16 * 60);
+    assert!(login_from(&h, ROOT, "198.51.100.31", &enrolled.codes[3]).is_ok());
 }
 
 #[test]
@@ -1474,7 +1490,10 @@ fn show_explains_blocked_sources_and_unlock_clears_them() {
     assert_eq!(view.blocked_sources.len(), 1);
     let blocked = &view.blocked_sources[0];
     assert_eq!(blocked.source, "rhost:203.0.113.66");
-    assert_eq!(blocked.failed_attempts, 5, "failures while blocked are not counted");
+    assert_eq!(
+        blocked.failed_attempts, 5,
+        "failures while blocked are not counted"
+    );
     assert!(blocked.blocked_until.ends_with('Z'));
     h.call(
         ROOT,

@@ -726,3 +726,39 @@ mod wiring {
         pam.assert_never_shown(&[CODE]);
     }
 }
+
+#[test]
+fn an_unknown_name_is_prompted_then_refused_never_ignored() {
+    for args in [&["nullok"][..], &[]] {
+        let mut pam = ScriptedPam::new("ghost").answering(CODE);
+        pam.unknown.insert("ghost".into());
+        let agent = ScriptedAgent::replying(vec![]);
+        let result = authenticate(&mut pam, &agent, &options(args), Flags::default());
+        assert_eq!(result, PamCode::UserUnknown, "{args:?}");
+        assert_eq!(pam.prompts.len(), 1, "prompted like anyone else");
+        assert!(agent.ops().is_empty(), "the agent is not asked");
+        pam.assert_never_shown(&[CODE]);
+    }
+}
+
+#[test]
+fn long_or_unclean_pam_items_are_cut_before_they_reach_the_agent() {
+    let mut pam = ScriptedPam::new("alice").answering(CODE);
+    pam.items
+        .insert(ItemKind::RHost, format!("{}\u{1b}[31m", "h".repeat(300)));
+    let agent = ScriptedAgent::replying(vec![Ok(Reply::Authenticated(AuthReply {
+        method: AuthMethod::Totp,
+    }))]);
+    assert_eq!(
+        authenticate(&mut pam, &agent, &options(&[]), Flags::default()),
+        PamCode::Success
+    );
+    let requests = agent.requests.borrow();
+    let Some(Request::Authenticate { context, uid, .. }) = requests.first() else {
+        panic!("no authenticate request");
+    };
+    let rhost = context.rhost.clone().unwrap_or_default();
+    assert_eq!(rhost.len(), validate::MAX_CONTEXT_ITEM_BYTES);
+    assert!(validate::login_context(context).is_ok());
+    assert_eq!(*uid, Some(1000));
+}

@@ -62,6 +62,7 @@ pub const PROFILE_FIELDS: &[&str] = &[
     "last_used_at",
     "failed_attempts",
     "locked_until",
+    "blocked_sources",
     "emergency_codes_remaining",
     "can",
 ];
