@@ -130,8 +130,16 @@ fn an_emergency_code_opens_an_account_locked_from_elsewhere() {
     assert_blocked(&pamtester_from(&service, name, &code, FRESH));
     agent.cli(&["verify", name, &code]).err(7, "rate_limited");
 
-    // A host that keeps guessing while the account is locked gets itself blocked.
-    for guess in &wrong[21..26] {
+    // While locked, a 6-digit guess is not even looked at (it cannot be an emergency code)...
+    assert_blocked(&pamtester_from(&service, name, &wrong[21], GUESSER));
+    assert_eq!(agent.show(name)["failed_attempts"], 20);
+    // ... and a host that keeps guessing emergency codes gets itself blocked.
+    let guesses: Vec<String> = (0..5)
+        .map(|i| format!("{:08}", 31_415_900 + i))
+        .filter(|guess| !emergency.contains(guess))
+        .collect();
+    assert_eq!(guesses.len(), 5);
+    for guess in &guesses {
         assert_blocked(&pamtester_from(&service, name, guess, GUESSER));
     }
     let blocked = only_blocked(&agent.show(name), GUESSER_SOURCE);
