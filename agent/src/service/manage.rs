@@ -87,17 +87,22 @@ impl Service {
         })
     }
 
-    /// Clears the account's lock, every source's block, and a last used step ahead of the
-    /// clock (left by a clock that was set back): until then every code would be a replay.
-    /// Steps up to now stay used, so no code already used works again.
+    /// Clears the account's lock, every source's block, and a last used step beyond the
+    /// window ahead of the clock (left by a clock that was set back): until real time caught
+    /// up every code would be a replay. Every step up to now + the window stays used, so no
+    /// code that could be accepted now works a second time.
     pub(super) fn unlock(&self, caller: Caller, target: &Target) -> Result<Reply, ApiError> {
         let now = self.clock.now();
         self.modify(caller, target, Op::Unlock, true, &|record| {
             record.failed_attempts = 0;
             record.locked_until = None;
-            let current_step = now / i64::from(record.period.max(1));
-            if record.last_step.is_some_and(|last| last > current_step) {
-                record.last_step = Some(current_step);
+            let window = i64::from(record.window.unwrap_or(self.config.window));
+            let latest_acceptable = now / i64::from(record.period.max(1)) + window;
+            if record
+                .last_step
+                .is_some_and(|last| last > latest_acceptable)
+            {
+                record.last_step = Some(latest_acceptable);
             }
         })
     }

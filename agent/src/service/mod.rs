@@ -1,12 +1,12 @@
 //! The request rules: authorization, code checks, replay protection, lockout and audit.
 //! Every decision that changes state is made inside one store transaction.
 
+mod budget;
 pub(crate) mod codes;
 mod enroll;
 mod import;
 mod manage;
 mod probe;
-mod refusals;
 mod report;
 
 use crate::authz::{self, Op, Peer, Relation};
@@ -15,9 +15,9 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::{AuditEvent, Change, Outcome, ProfileRecord, SourceRecord, Store, StoreError};
 use crate::view::profile_view;
+use budget::RequestBudget;
 use pam_totp_proto::validate::{self, MAX_BLOCKED_SOURCES_SHOWN};
 use pam_totp_proto::{ApiError, AuthReply, LoginContext, ProfileView, Reply, Request};
-use refusals::RefusalBudget;
 use std::time::Instant;
 
 pub struct Service {
@@ -28,7 +28,7 @@ pub struct Service {
     host: String,
     paths: Paths,
     started: Instant,
-    refusals: RefusalBudget,
+    budget: RequestBudget,
 }
 
 /// Where the agent listens and keeps its state, as `status` reports them.
@@ -44,8 +44,8 @@ pub struct Paths {
 struct Caller {
     peer: Peer,
     admin: bool,
-    /// A non-root caller past its budget of refusals: its refusals that change nothing are
-    /// neither audited nor logged (see `refusals`).
+    /// A non-root caller past its budget of requests: this request is not logged, nor
+    /// audited if it is refused without changing anything (see `budget`).
     quiet: bool,
 }
 
@@ -147,7 +147,7 @@ impl Service {
             host,
             paths: Paths::default(),
             started: Instant::now(),
-            refusals: RefusalBudget::default(),
+            budget: RequestBudget::default(),
         }
     }
 
@@ -157,13 +157,12 @@ impl Service {
         self
     }
 
-    /// Answers one request and logs it (one line; a quiet caller's refusals are not logged).
+    /// Answers one request and logs it (one line, unless the caller is quiet).
     pub fn handle(&self, peer: Peer, request: Request) -> Result<Reply, ApiError> {
-        let now = self.clock.now();
         let caller = Caller {
             peer,
             admin: self.is_admin(peer.uid),
-            quiet: peer.uid != 0 && self.refusals.is_quiet(peer.uid, now),
+            quiet: !self.admit(peer),
         };
         let op = request.op();
         // `{:?}` escapes control characters, so an account name cannot forge log lines.
@@ -172,15 +171,10 @@ impl Service {
             .map(|a| format!(" account={a:?}"))
             .unwrap_or_default();
         let result = self.dispatch(caller, request);
+        if caller.quiet {
+            return result;
+        }
         if let Err(error) = &result {
-            if peer.uid != 0 {
-                if let Some(summary) = self.refusals.count(peer.uid, now) {
-                    eprintln!("pam-totp-agent: {summary}");
-                }
-            }
-            if caller.quiet {
-                return result;
-            }
             // Internal errors carry their cause (e.g. "cannot record state: database or disk
             // is full"); the agent writes those messages itself, and they never hold a code.
             let outcome = match error.code {
@@ -200,18 +194,24 @@ impl Service {
         result
     }
 
+    /// Whether a request of `peer` may be logged (root's always are): takes its place in
+    /// the caller's budget, and logs the summary of a past window that overran it.
+    fn admit(&self, peer: Peer) -> bool {
+        if peer.uid == 0 {
+            return true;
+        }
+        let admission = self.budget.admit(peer.uid, self.clock.now());
+        if let Some(summary) = admission.summary {
+            eprintln!("pam-totp-agent: {summary}");
+        }
+        admission.audible
+    }
+
     /// Logs a connection dropped before it made a request (garbage, a stalled peer), within
-    /// the same budget as refusals so a local user's flood cannot flood the journal.
+    /// the same budget as requests so a local user's flood cannot flood the journal.
     pub fn log_dropped(&self, peer: Peer, reason: &str) {
-        let now = self.clock.now();
-        if peer.uid != 0 {
-            let quiet = self.refusals.is_quiet(peer.uid, now);
-            if let Some(summary) = self.refusals.count(peer.uid, now) {
-                eprintln!("pam-totp-agent: {summary}");
-            }
-            if quiet {
-                return;
-            }
+        if !self.admit(peer) {
+            return;
         }
         eprintln!(
             "pam-totp-agent: uid={} pid={}: dropped connection: {reason}",
