@@ -3,7 +3,7 @@
 //! The length is checked against the maximum before anything is allocated, so a hostile
 //! prefix cannot make the reader reserve memory.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 /// Largest request the agent reads: every request is far smaller, and anyone can send one.
 pub const MAX_FRAME_LEN: usize = 64 * 1024;
@@ -38,6 +38,11 @@ impl From<io::Error> for FrameError {
 }
 
 /// Writes one frame of at most [`MAX_REPLY_LEN`] bytes (the reader applies its own limit).
+///
+/// The payload goes to the writer straight from the caller's buffer, after the 4-byte length
+/// prefix, as two slices of a vectored write: it is never copied, so a request holding a code
+/// stays only in the caller's (zeroizing) buffer. Partial and interrupted writes are resumed
+/// where they stopped.
 pub fn write_frame(writer: &mut impl Write, payload: &[u8]) -> Result<(), FrameError> {
     if payload.is_empty() {
         return Err(FrameError::Empty);
@@ -50,10 +55,32 @@ pub fn write_frame(writer: &mut impl Write, payload: &[u8]) -> Result<(), FrameE
         return Err(too_large());
     }
     let len = u32::try_from(payload.len()).map_err(|_| too_large())?;
-    let mut buffer = Vec::with_capacity(4 + payload.len());
-    buffer.extend_from_slice(&len.to_be_bytes());
-    buffer.extend_from_slice(payload);
-    writer.write_all(&buffer)?;
+    let prefix = len.to_be_bytes();
+    let total = prefix.len() + payload.len();
+    let mut written = 0;
+    while written < total {
+        // What is left of the prefix (possibly nothing), then what is left of the payload.
+        let rest_of_prefix = prefix.get(written..).unwrap_or_default();
+        let rest_of_payload = payload
+            .get(written.saturating_sub(prefix.len())..)
+            .unwrap_or_default();
+        let result = if rest_of_prefix.is_empty() {
+            writer.write_vectored(&[IoSlice::new(rest_of_payload)])
+        } else {
+            writer.write_vectored(&[IoSlice::new(rest_of_prefix), IoSlice::new(rest_of_payload)])
+        };
+        match result {
+            Ok(0) => return Err(FrameError::Io(io::ErrorKind::WriteZero.into())),
+            Ok(n) if n > total - written => {
+                return Err(FrameError::Io(io::Error::other(
+                    "the writer reported more bytes than it was given",
+                )))
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     writer.flush()?;
     Ok(())
 }
@@ -181,11 +208,145 @@ mod tests {
         ));
     }
 
+    /// A writer that takes 1-3 bytes per call (cycling through `sizes`), across the slices of
+    /// a vectored write, like a socket with a nearly full buffer; with `interrupt`, every
+    /// fourth call fails with EINTR. Notes when it is handed more than a length prefix's worth
+    /// of bytes from anywhere but the caller's payload buffer, i.e. a copy of the payload.
+    struct Stingy<'p> {
+        out: Vec<u8>,
+        sizes: Vec<usize>,
+        calls: usize,
+        interrupt: bool,
+        payload: &'p [u8],
+        copied: bool,
+    }
+
+    impl<'p> Stingy<'p> {
+        fn new(payload: &'p [u8], sizes: Vec<usize>, interrupt: bool) -> Self {
+            Self {
+                out: Vec::new(),
+                sizes,
+                calls: 0,
+                interrupt,
+                payload,
+                copied: false,
+            }
+        }
+
+        fn is_in_callers_buffer(&self, buf: &[u8]) -> bool {
+            let start = self.payload.as_ptr() as usize;
+            let end = start + self.payload.len();
+            let at = buf.as_ptr() as usize;
+            at >= start && at + buf.len() <= end
+        }
+    }
+
+    impl Write for Stingy<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.interrupt && self.calls % 4 == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            for buf in bufs {
+                if buf.len() > 4 && !self.is_in_callers_buffer(buf) {
+                    self.copied = true;
+                }
+            }
+            let mut budget = self
+                .sizes
+                .get(self.calls % self.sizes.len().max(1))
+                .map_or(1, |&size| size.clamp(1, 3));
+            let mut taken = 0;
+            for buf in bufs {
+                let n = budget.min(buf.len());
+                self.out.extend_from_slice(&buf[..n]);
+                taken += n;
+                budget -= n;
+                if budget == 0 {
+                    break;
+                }
+            }
+            Ok(taken)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_vectored_writes_resume_where_they_stopped() {
+        let payload =
+            b"{\"v\":1,\"request\":{\"op\":\"authenticate\",\"code\":\"123456\"}}".to_vec();
+        for sizes in [vec![1], vec![2], vec![3], vec![1, 2, 3], vec![3, 1]] {
+            for interrupt in [false, true] {
+                let mut writer = Stingy::new(&payload, sizes.clone(), interrupt);
+                let result = write_frame(&mut writer, &payload);
+                assert!(result.is_ok(), "{sizes:?} {interrupt}: {result:?}");
+                assert_eq!(writer.out, framed(&payload), "{sizes:?} {interrupt}");
+                assert!(
+                    writer.calls > payload.len() / 3,
+                    "{sizes:?}: {}",
+                    writer.calls
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_payload_is_written_from_the_callers_buffer_not_a_copy() {
+        let payload = vec![b'7'; 300];
+        for sizes in [vec![3], vec![1000]] {
+            let mut writer = Stingy::new(&payload, sizes, false);
+            assert!(write_frame(&mut writer, &payload).is_ok());
+            assert_eq!(writer.out, framed(&payload));
+            assert!(
+                !writer.copied,
+                "the payload reached the writer from a buffer of write_frame's own"
+            );
+        }
+    }
+
+    #[test]
+    fn a_writer_that_takes_nothing_is_an_error() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        assert!(matches!(
+            write_frame(&mut Full, b"x"),
+            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::WriteZero
+        ));
+    }
+
     proptest! {
         #[test]
         fn any_payload_round_trips(payload in proptest::collection::vec(any::<u8>(), 1..2048)) {
             let mut reader = Trickle(Cursor::new(framed(&payload)));
             prop_assert_eq!(read_frame(&mut reader, MAX_FRAME_LEN).ok(), Some(payload));
+        }
+
+        #[test]
+        fn any_payload_survives_any_partial_vectored_writes(
+            payload in proptest::collection::vec(any::<u8>(), 1..600),
+            sizes in proptest::collection::vec(1usize..=3, 1..8),
+            interrupt in any::<bool>(),
+        ) {
+            let mut writer = Stingy::new(&payload, sizes, interrupt);
+            prop_assert!(write_frame(&mut writer, &payload).is_ok());
+            prop_assert!(!writer.copied);
+            let mut reader = Cursor::new(writer.out);
+            prop_assert_eq!(read_frame(&mut reader, MAX_FRAME_LEN).ok(), Some(payload));
+            prop_assert!(matches!(read_frame(&mut reader, MAX_FRAME_LEN), Err(FrameError::Closed)));
         }
 
         #[test]
