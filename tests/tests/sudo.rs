@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::sudo::{sudo, sudo_stack, SudoRule};
+use common::sudo::{sudo, sudo_on_tty, sudo_stack, Pty, SudoRule};
 use common::*;
 
 #[test]
@@ -78,29 +78,41 @@ fn with_grace_a_second_sudo_on_the_same_service_needs_no_code() {
     let other = PamService::new(&sudo_stack(&agent.socket, "grace=60"));
     let rule = SudoRule::new(&user.name, &first);
     let (enrolled, now) = agent.enroll_active(&user.name, &[]);
+    // Grace needs a place to tell logins apart: an interactive sudo's terminal.
+    let tty = Pty::open();
 
     // Before any code login there is nothing to be graceful about.
-    let out = sudo(&user.name, None);
+    let out = sudo_on_tty(&tty, &user.name, None);
     out.assert_refused();
     assert!(out.prompted(), "{out}");
 
-    sudo(&user.name, Some(&format!("{}\n", enrolled.code(now)))).assert_root();
+    sudo_on_tty(&tty, &user.name, Some(&format!("{}\n", enrolled.code(now)))).assert_root();
     // Within the grace period: root without typing anything, and without a prompt ...
-    let out = sudo(&user.name, None);
+    let out = sudo_on_tty(&tty, &user.name, None);
     out.assert_root();
     assert!(!out.prompted(), "a grace pass still prompted: {out}");
     // ... and a wrong code on stdin is never even read.
     let wrong = enrolled.wrong_codes(now, 1).remove(0);
-    sudo(&user.name, Some(&format!("{wrong}\n"))).assert_root();
+    sudo_on_tty(&tty, &user.name, Some(&format!("{wrong}\n"))).assert_root();
     assert_eq!(agent.show(&user.name)["failed_attempts"], 0);
-
-    // Another PAM service is another place: it asks, whatever the first one granted.
-    rule.use_service(&other);
+    // Another terminal, or none at all, is another place: a code is asked for.
+    sudo_on_tty(&Pty::open(), &user.name, None).assert_refused();
     let out = sudo(&user.name, None);
     out.assert_refused();
     assert!(out.prompted(), "{out}");
-    sudo(&user.name, Some(&format!("{}\n", enrolled.code(now + 30)))).assert_root();
-    sudo(&user.name, None).assert_root();
+
+    // Another PAM service is another place: it asks, whatever the first one granted.
+    rule.use_service(&other);
+    let out = sudo_on_tty(&tty, &user.name, None);
+    out.assert_refused();
+    assert!(out.prompted(), "{out}");
+    sudo_on_tty(
+        &tty,
+        &user.name,
+        Some(&format!("{}\n", enrolled.code(now + 30))),
+    )
+    .assert_root();
+    sudo_on_tty(&tty, &user.name, None).assert_root();
 }
 
 #[test]
@@ -111,10 +123,12 @@ fn grace_runs_out() {
     let service = PamService::new(&sudo_stack(&agent.socket, "grace=2"));
     let _rule = SudoRule::new(&user.name, &service);
     let (enrolled, now) = agent.enroll_active(&user.name, &[]);
+    // Grace needs a place to tell logins apart: an interactive sudo's terminal.
+    let tty = Pty::open();
 
-    sudo(&user.name, Some(&format!("{}\n", enrolled.code(now)))).assert_root();
+    sudo_on_tty(&tty, &user.name, Some(&format!("{}\n", enrolled.code(now)))).assert_root();
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let out = sudo(&user.name, None);
+    let out = sudo_on_tty(&tty, &user.name, None);
     out.assert_refused();
     assert!(out.prompted(), "{out}");
 }

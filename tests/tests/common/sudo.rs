@@ -168,17 +168,70 @@ impl std::fmt::Display for SudoOut {
 }
 
 /// `runuser -u USER -- sudo -S -k id -u`, with `input` on stdin (or /dev/null: nothing to
-/// answer with).
+/// answer with), and no terminal: sudo sets no PAM_TTY.
 pub fn sudo(user: &str, input: Option<&str>) -> SudoOut {
     let mut command = Command::new(require_tool("runuser"));
+    command.args(["-u", user, "--"]);
+    sudo_run(command, user, input, "")
+}
+
+/// The same, run on `tty` as an interactive sudo is: in a new session whose controlling
+/// terminal is that pty, so sudo sets PAM_TTY (stdin and output stay pipes). Successive calls
+/// on one `Pty` are logins from one terminal.
+pub fn sudo_on_tty(tty: &Pty, user: &str, input: Option<&str>) -> SudoOut {
+    let mut command = Command::new(require_tool("setsid"));
+    // A session leader acquires the first terminal it opens: open it (and close the fd at
+    // once: the session keeps it), then become runuser.
     command
-        .args(["-u", user, "--"])
+        .args(["--fork", "--wait", "sh", "-c"])
+        .arg("exec 3<>\"$1\" && exec 3>&- && u=\"$2\" && shift 2 && exec runuser -u \"$u\" -- \"$@\"")
+        .args(["sh", &tty.slave, user]);
+    sudo_run(command, user, input, &format!("(on {}) ", tty.slave))
+}
+
+/// A pseudo-terminal: its master side, closed on drop, and the /dev/pts path of its slave.
+pub struct Pty {
+    _master: std::os::fd::OwnedFd,
+    slave: String,
+}
+
+impl Pty {
+    pub fn open() -> Self {
+        use std::os::fd::FromRawFd;
+        // SAFETY: posix_openpt returns a new fd (or -1), which OwnedFd then owns.
+        let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+        assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        // SAFETY: fd is a valid, open fd that nothing else owns.
+        let master = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut name = [0 as libc::c_char; 128];
+        // SAFETY: fd is the master just opened; `name` is writable for its full length.
+        let ok = unsafe {
+            libc::grantpt(fd) == 0
+                && libc::unlockpt(fd) == 0
+                && libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) == 0
+        };
+        assert!(ok, "pty setup: {}", std::io::Error::last_os_error());
+        // SAFETY: ptsname_r wrote a NUL-terminated path into `name`.
+        let slave = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        // The test user's sudo opens it as its terminal.
+        let _ = fs::set_permissions(&slave, fs::Permissions::from_mode(0o666));
+        Self {
+            _master: master,
+            slave,
+        }
+    }
+}
+
+fn sudo_run(mut command: Command, user: &str, input: Option<&str>, note: &str) -> SudoOut {
+    command
         .arg(require_tool("sudo"))
         .args(["-S", "-k"])
         .args(SUDO_COMMAND)
         .current_dir("/");
     let shown = format!(
-        "{}runuser -u {user} -- sudo -S -k {}",
+        "{}{note}runuser -u {user} -- sudo -S -k {}",
         match input {
             Some(text) => format!("echo {} | ", text.trim_end()),
             None => "</dev/null ".to_owned(),
