@@ -1,7 +1,7 @@
 //! Bench accounts: deterministic names and secrets, codes for them, and bulk seeding of the
 //! agent's database through `SqliteStore::insert_many` (one transaction per chunk).
 
-use pam_totp_agent::store::{ProfileRecord, SqliteStore};
+use pam_totp_agent::store::{CodeSettings, ProfileRecord, SqliteStore};
 use pam_totp_agent::totp::{code_for_step, step_at, TotpParams};
 use pam_totp_proto::Algorithm;
 use sha2::{Digest, Sha256};
@@ -60,26 +60,21 @@ pub fn wrong_code(secret: &[u8], step: i64) -> String {
 }
 
 fn record(index: usize, now: i64) -> ProfileRecord {
-    ProfileRecord {
-        id: 0,
-        account: account(index),
-        uid: 100_000 + u32::try_from(index).unwrap_or(0),
-        secret: Zeroizing::new(secret(index).to_vec()),
+    let settings = CodeSettings {
         algorithm: Algorithm::Sha1,
         digits: DIGITS,
         period: PERIOD,
-        issuer: "bench".into(),
-        comment: None,
-        created_at: now,
-        changed_at: now,
+    };
+    ProfileRecord {
         verified_at: Some(now),
-        last_used_at: None,
-        enabled: true,
-        last_step: None,
-        failed_attempts: 0,
-        locked_until: None,
-        emergency_codes: Vec::new(),
-        window: None,
+        ..ProfileRecord::new(
+            &account(index),
+            100_000 + u32::try_from(index).unwrap_or(0),
+            Zeroizing::new(secret(index).to_vec()),
+            settings,
+            "bench",
+            now,
+        )
     }
 }
 

@@ -349,7 +349,7 @@ fn log_table(entries: &[AuditEntry], human: &Human<'_>) -> String {
                 (optional(&entry.rhost), None),
                 (optional(&entry.tty), None),
                 (caller, None),
-                (sanitize(&entry.result), result_paint(&entry.result)),
+                (entry.result.to_string(), result_paint(entry.result)),
             ]
         })
         .collect();
@@ -724,7 +724,7 @@ mod tests {
             time: time.into(),
             account: "alice".into(),
             op: "authenticate".into(),
-            result: result.into(),
+            result: pam_totp_proto::AuditResult::parse(result),
             service: Some("sshd".into()),
             rhost: Some("192.0.2.7".into()),
             tty: None,

@@ -1,6 +1,8 @@
 //! Colour in human output: only on a terminal, never with `NO_COLOR` set (no-color.org), never
 //! on a `dumb` terminal, never in JSON.
 
+use pam_totp_proto::audit::Outcome;
+use pam_totp_proto::AuditResult;
 use std::ffi::OsStr;
 
 /// Whether human output may be coloured. `terminal`: stdout is a terminal; `no_color` and
@@ -55,14 +57,14 @@ pub fn paint(text: &str, paint: Option<Paint>, colour: bool) -> String {
     }
 }
 
-/// The colour of an audit result: let in green, notable-but-let-in yellow, refused red.
-pub fn result_paint(result: &str) -> Option<Paint> {
-    match result {
-        "success" | "enrolled" | "imported" | "replaced" => Some(Paint::Green),
-        "emergency_code" | "grace" => Some(Paint::Yellow),
-        "wrong_code" | "replay" | "locked" | "malformed_code" | "not_enrolled" | "disabled"
-        | "denied" | "exists" => Some(Paint::Red),
-        _ => None,
+/// The colour of an audit result: let in or changed green, let in without a code yellow,
+/// refused red.
+pub fn result_paint(result: AuditResult) -> Option<Paint> {
+    match (result, result.outcome()) {
+        (AuditResult::EmergencyCode | AuditResult::Grace, _) => Some(Paint::Yellow),
+        (_, Outcome::Login | Outcome::Change) => Some(Paint::Green),
+        (_, Outcome::Failure | Outcome::Refusal) => Some(Paint::Red),
+        (_, Outcome::Unknown) => None,
     }
 }
 
@@ -103,12 +105,13 @@ mod tests {
 
     #[test]
     fn results_have_colours() {
-        assert_eq!(result_paint("success"), Some(Paint::Green));
+        assert_eq!(result_paint(AuditResult::Success), Some(Paint::Green));
         for failure in ["wrong_code", "replay", "locked", "malformed_code", "denied"] {
-            assert_eq!(result_paint(failure), Some(Paint::Red), "{failure}");
+            let result = AuditResult::parse(failure);
+            assert_eq!(result_paint(result), Some(Paint::Red), "{failure}");
         }
-        assert_eq!(result_paint("grace"), Some(Paint::Yellow));
-        assert_eq!(result_paint("emergency_code"), Some(Paint::Yellow));
-        assert_eq!(result_paint("something_new"), None);
+        assert_eq!(result_paint(AuditResult::Grace), Some(Paint::Yellow));
+        assert_eq!(result_paint(AuditResult::EmergencyCode), Some(Paint::Yellow));
+        assert_eq!(result_paint(AuditResult::parse("something_new")), None);
     }
 }

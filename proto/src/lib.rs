@@ -3,6 +3,7 @@
 //! One crate, shared by the PAM module, the CLI and the agent, so the frame format, the message
 //! types, the validation rules and the error codes are written exactly once.
 
+pub mod audit;
 pub mod client;
 pub mod error;
 pub mod frame;
@@ -11,6 +12,7 @@ pub mod profile;
 pub mod secret;
 pub mod validate;
 
+pub use audit::AuditResult;
 pub use client::{Client, ClientError, DeadlineIo};
 pub use error::{ApiError, ErrorCode};
 pub use message::{

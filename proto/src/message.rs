@@ -1,5 +1,6 @@
 //! Requests and replies. Each frame carries one JSON [`RequestEnvelope`] or [`Response`].
 
+use crate::audit::AuditResult;
 use crate::error::ApiError;
 use crate::profile::{Algorithm, ProfileView};
 use crate::secret::SecretString;
@@ -248,7 +249,7 @@ pub struct AuditEntry {
     pub time: String,
     pub account: String,
     pub op: String,
-    pub result: String,
+    pub result: AuditResult,
     pub service: Option<String>,
     pub rhost: Option<String>,
     pub tty: Option<String>,

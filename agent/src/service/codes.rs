@@ -7,7 +7,9 @@ use crate::secret;
 use crate::store::{Change, ProfileRecord, SourceRecord};
 use crate::totp::{self, TotpParams};
 use pam_totp_proto::validate::{self, EMERGENCY_CODE_DIGITS};
-use pam_totp_proto::{ApiError, AuthMethod, ErrorCode, LoginContext, ProfileView, SecretString};
+use pam_totp_proto::{
+    ApiError, AuditResult, AuthMethod, ErrorCode, LoginContext, ProfileView, SecretString,
+};
 
 /// The result of checking a code (the records are updated to match).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,13 +25,13 @@ pub(super) enum CodeCheck {
 }
 
 impl CodeCheck {
-    fn label(self) -> &'static str {
+    fn label(self) -> AuditResult {
         match self {
-            Self::Accepted(AuthMethod::Totp) => "success",
-            Self::Accepted(AuthMethod::EmergencyCode) => "emergency_code",
-            Self::Replayed => "replay",
-            Self::Wrong => "wrong_code",
-            Self::Locked { .. } => "locked",
+            Self::Accepted(AuthMethod::Totp) => AuditResult::Success,
+            Self::Accepted(AuthMethod::EmergencyCode) => AuditResult::EmergencyCode,
+            Self::Replayed => AuditResult::Replay,
+            Self::Wrong => AuditResult::WrongCode,
+            Self::Locked { .. } => AuditResult::Locked,
         }
     }
 
@@ -90,7 +92,7 @@ fn verdict_of(
     Verdict {
         result: check.into_result(),
         change: if stores {
-            Change::Save(Box::new(record))
+            Change::Update(Box::new(record))
         } else {
             Change::Keep
         },
@@ -258,26 +260,26 @@ impl Service {
         now: i64,
     ) -> Verdict<AuthMethod> {
         if !self.permits(relation, op) {
-            return Verdict::refuse(denied(op), "denied");
+            return Verdict::refuse(denied(op), AuditResult::Denied);
         }
         if let Err(error) = validate::code(code) {
-            return Verdict::refuse(error, "malformed_code");
+            return Verdict::refuse(error, AuditResult::MalformedCode);
         }
         let Some(current) = current else {
-            return Verdict::refuse(not_enrolled(account), "not_enrolled");
+            return Verdict::refuse(not_enrolled(account), AuditResult::NotEnrolled);
         };
         if op == Op::Authenticate && !current.verified() {
             let error = ApiError::not_found(format!(
                 "the profile of '{account}' is not verified yet: run 'pam-totp verify'"
             ));
-            return Verdict::refuse(error, "not_enrolled");
+            return Verdict::refuse(error, AuditResult::NotEnrolled);
         }
         if !current.enabled {
             let error = ApiError::new(
                 ErrorCode::FailedPrecondition,
                 format!("the profile of '{account}' is disabled"),
             );
-            return Verdict::refuse(error, "disabled");
+            return Verdict::refuse(error, AuditResult::Disabled);
         }
         let mut record = current.clone();
         let before = source.copied().unwrap_or_default();
@@ -302,17 +304,17 @@ impl Service {
                 op.as_str()
             ))
             .with_target("code");
-            return Err(Box::new(Verdict::refuse(error, "denied")));
+            return Err(Box::new(Verdict::refuse(error, AuditResult::Denied)));
         };
         if let Err(error) = validate::code(code.expose()) {
-            return Err(Box::new(Verdict::refuse(error, "malformed_code")));
+            return Err(Box::new(Verdict::refuse(error, AuditResult::MalformedCode)));
         }
         if !record.enabled {
             let error = ApiError::new(
                 ErrorCode::FailedPrecondition,
                 "the profile is disabled: ask an administrator",
             );
-            return Err(Box::new(Verdict::refuse(error, "disabled")));
+            return Err(Box::new(Verdict::refuse(error, AuditResult::Disabled)));
         }
         let mut checked = record.clone();
         let before = source.copied().unwrap_or_default();

@@ -4,8 +4,9 @@ use super::codes::source_of;
 use super::{denied, Caller, Service, Target, Verdict};
 use crate::authz::{Op, Relation};
 use crate::secret;
-use crate::store::{Change, ProfileRecord, SourceRecord};
+use crate::store::{Change, CodeSettings, ProfileRecord, SourceRecord};
 use pam_totp_proto::validate;
+use pam_totp_proto::AuditResult;
 use pam_totp_proto::{
     ApiError, EnrollReply, EnrollRequest, ErrorCode, LoginContext, Reply, SecretString,
 };
@@ -38,26 +39,15 @@ impl Service {
             secret::generate_emergency_codes().map_err(|e| ApiError::internal(e.to_string()))?;
         let now = self.clock.now();
         let issuer = request.issuer.clone().unwrap_or_else(|| self.host.clone());
-        let fresh = ProfileRecord {
-            id: 0,
-            account: account.to_owned(),
-            uid,
-            secret: secret.clone(),
+        let settings = CodeSettings {
             algorithm: request.algorithm,
             digits: request.digits,
             period: request.period,
-            issuer: issuer.clone(),
+        };
+        let fresh = ProfileRecord {
             comment: request.comment.clone().filter(|c| !c.is_empty()),
-            created_at: now,
-            changed_at: now,
-            verified_at: None,
-            last_used_at: None,
-            enabled: true,
-            last_step: None,
-            failed_attempts: 0,
-            locked_until: None,
             emergency_codes: hashed_codes,
-            window: None,
+            ..ProfileRecord::new(account, uid, secret.clone(), settings, &issuer, now)
         };
         let context = LoginContext::default();
         let source = source_of(caller.peer, &context);
@@ -99,11 +89,11 @@ impl Service {
             } else {
                 denied(Op::Enroll)
             };
-            return Verdict::refuse(error, "denied");
+            return Verdict::refuse(error, AuditResult::Denied);
         }
-        let save_fresh = || Change::Save(Box::new(fresh.clone()));
+        let save_fresh = || Change::Create(Box::new(fresh.clone()));
         let Some(current) = current else {
-            return Verdict::accept((), save_fresh(), "enrolled");
+            return Verdict::accept((), save_fresh(), AuditResult::Enrolled);
         };
         if !request.replace {
             let error = ApiError::new(
@@ -114,7 +104,7 @@ impl Service {
                 ),
             )
             .with_target("account");
-            return Verdict::refuse(error, "exists");
+            return Verdict::refuse(error, AuditResult::Exists);
         }
         if relation == Relation::Owner && current.verified() {
             let proof =
@@ -123,7 +113,7 @@ impl Service {
                 return *refusal;
             }
         }
-        Verdict::accept((), save_fresh(), "replaced")
+        Verdict::accept((), save_fresh(), AuditResult::Replaced)
     }
 }
 

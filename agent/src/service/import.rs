@@ -5,9 +5,11 @@ use super::{denied, store_error, Caller, Service};
 use crate::authz::{self, Op, Relation};
 use crate::config::MAX_WINDOW;
 use crate::secret;
-use crate::store::{Change, Decision, Outcome, ProfileRecord};
+use crate::store::{Change, CodeSettings, Decision, Outcome, ProfileRecord};
 use pam_totp_proto::validate::{self, EMERGENCY_CODE_DIGITS};
-use pam_totp_proto::{ApiError, ErrorCode, ImportOutcome, ImportProfile, LoginContext, Reply};
+use pam_totp_proto::{
+    ApiError, AuditResult, ErrorCode, ImportOutcome, ImportProfile, LoginContext, Reply,
+};
 
 /// Profiles in one request; a frame could not carry many more anyway.
 pub const MAX_IMPORT_BATCH: usize = 1000;
@@ -68,7 +70,7 @@ impl Service {
                 *verdict = Some(result);
                 let mut event = self.event(peer, account, Op::Import, &LoginContext::default());
                 event.uid = Some(record.uid);
-                event.result = label.to_owned();
+                event.result = label;
                 Outcome::new(change, Some(event))
             };
             jobs.push((account.clone(), Box::new(decide)));
@@ -138,26 +140,17 @@ impl Service {
         };
         let emergency_codes = secret::hash_emergency_codes(&profile.emergency_codes)
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(ProfileRecord {
-            id: 0,
-            account: profile.account,
-            uid,
-            secret,
+        let settings = CodeSettings {
             algorithm: profile.algorithm,
             digits: profile.digits,
             period: profile.period,
-            issuer: self.host.clone(),
+        };
+        Ok(ProfileRecord {
             comment: profile.comment.filter(|c| !c.is_empty()),
-            created_at: now,
-            changed_at: now,
             verified_at: Some(now),
-            last_used_at: None,
-            enabled: true,
-            last_step: None,
-            failed_attempts: 0,
-            locked_until: None,
             emergency_codes,
             window: profile.window,
+            ..ProfileRecord::new(&profile.account, uid, secret, settings, &self.host, now)
         })
     }
 
@@ -167,13 +160,13 @@ impl Service {
         record: &ProfileRecord,
         current: Option<&ProfileRecord>,
         replace: bool,
-    ) -> (Result<(), ApiError>, Change, &'static str) {
+    ) -> (Result<(), ApiError>, Change, AuditResult) {
         if !self.permits(relation, Op::Import) {
-            return (Err(denied(Op::Import)), Change::Keep, "denied");
+            return (Err(denied(Op::Import)), Change::Keep, AuditResult::Denied);
         }
-        let save = || Change::Save(Box::new(record.clone()));
+        let save = || Change::Create(Box::new(record.clone()));
         let Some(current) = current else {
-            return (Ok(()), save(), "imported");
+            return (Ok(()), save(), AuditResult::Imported);
         };
         if !replace {
             let error = ApiError::new(
@@ -184,14 +177,14 @@ impl Service {
                 ),
             )
             .with_target("account");
-            return (Err(error), Change::Keep, "exists");
+            return (Err(error), Change::Keep, AuditResult::Exists);
         }
         if relation == Relation::Owner && current.verified() {
             let error = ApiError::permission_denied(
                 "your active profile can only be replaced with 'pam-totp enroll --replace --code'",
             );
-            return (Err(error), Change::Keep, "denied");
+            return (Err(error), Change::Keep, AuditResult::Denied);
         }
-        (Ok(()), save(), "replaced")
+        (Ok(()), save(), AuditResult::Replaced)
     }
 }

@@ -7,6 +7,7 @@ use crate::authz::{Op, Relation};
 use crate::secret;
 use crate::store::{Change, ProfileRecord};
 use pam_totp_proto::validate;
+use pam_totp_proto::AuditResult;
 use pam_totp_proto::{ApiError, CodesReply, LoginContext, Reply, SecretString, MAX_LIST_PAGE};
 
 /// What an owner must show to change their own profile (admins never need a code).
@@ -69,7 +70,7 @@ impl Service {
             self.change_profile(caller, target, op, OwnerProof::None, &mut |mut record| {
                 change(&mut record);
                 record.changed_at = now;
-                (Change::Save(Box::new(record)), clear_sources)
+                (Change::Update(Box::new(record)), clear_sources)
             })?;
         let record = done.stored.ok_or_else(|| not_enrolled(&target.account))?;
         Ok(Reply::Profile(self.view(&record, done.relation)?))
@@ -143,10 +144,10 @@ impl Service {
             Some(&source),
             &mut |relation, current, source_record| {
                 if !self.permits(relation, op) {
-                    return Verdict::refuse(denied(op), "denied");
+                    return Verdict::refuse(denied(op), AuditResult::Denied);
                 }
                 let Some(current) = current else {
-                    return Verdict::refuse(not_enrolled(account), "not_enrolled");
+                    return Verdict::refuse(not_enrolled(account), AuditResult::NotEnrolled);
                 };
                 let (record, checked_source) = match (relation, proof) {
                     (Relation::Owner, OwnerProof::Code(code)) => {
@@ -161,7 +162,7 @@ impl Service {
                 Verdict {
                     source: checked_source,
                     clear_sources,
-                    ..Verdict::accept((), change, "success")
+                    ..Verdict::accept((), change, AuditResult::Success)
                 }
             },
         )
@@ -195,7 +196,7 @@ impl Service {
         let done = self.change_profile(caller, target, Op::Codes, proof, &mut |mut record| {
             record.emergency_codes.clone_from(&hashed);
             record.changed_at = now;
-            (Change::Save(Box::new(record)), false)
+            (Change::Update(Box::new(record)), false)
         })?;
         let record = done.stored.ok_or_else(|| not_enrolled(&target.account))?;
         Ok(Reply::Codes(CodesReply {

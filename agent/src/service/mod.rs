@@ -17,7 +17,7 @@ use crate::store::{AuditEvent, Change, Outcome, ProfileRecord, SourceRecord, Sto
 use crate::view::profile_view;
 use budget::RequestBudget;
 use pam_totp_proto::validate::{self, MAX_BLOCKED_SOURCES_SHOWN};
-use pam_totp_proto::{ApiError, AuthReply, LoginContext, ProfileView, Reply, Request};
+use pam_totp_proto::{ApiError, AuditResult, AuthReply, LoginContext, ProfileView, Reply, Request};
 use std::time::Instant;
 
 pub struct Service {
@@ -64,11 +64,11 @@ struct Verdict<T> {
     /// The attempt's source afterwards, when a code was checked.
     source: Option<SourceRecord>,
     clear_sources: bool,
-    label: &'static str,
+    label: AuditResult,
 }
 
 impl<T> Verdict<T> {
-    fn refuse(error: ApiError, label: &'static str) -> Self {
+    fn refuse(error: ApiError, label: AuditResult) -> Self {
         Self {
             result: Err(error),
             change: Change::Keep,
@@ -78,7 +78,7 @@ impl<T> Verdict<T> {
         }
     }
 
-    fn accept(value: T, change: Change, label: &'static str) -> Self {
+    fn accept(value: T, change: Change, label: AuditResult) -> Self {
         Self {
             result: Ok(value),
             change,
@@ -181,14 +181,20 @@ impl Service {
                 pam_totp_proto::ErrorCode::Internal => format!("internal ({})", error.message),
                 code => code.as_str().to_owned(),
             };
-            eprintln!(
-                "pam-totp-agent: uid={} pid={} op={op}{account} result={outcome}",
-                peer.uid, peer.pid
+            log::log!(
+                match error.code {
+                    pam_totp_proto::ErrorCode::Internal => log::Level::Error,
+                    _ => log::Level::Info,
+                },
+                "uid={} pid={} op={op}{account} result={outcome}",
+                peer.uid,
+                peer.pid
             );
         } else {
-            eprintln!(
-                "pam-totp-agent: uid={} pid={} op={op}{account} result=ok",
-                peer.uid, peer.pid
+            log::info!(
+                "uid={} pid={} op={op}{account} result=ok",
+                peer.uid,
+                peer.pid
             );
         }
         result
@@ -202,7 +208,7 @@ impl Service {
         }
         let admission = self.budget.admit(peer.uid, self.clock.now());
         if let Some(summary) = admission.summary {
-            eprintln!("pam-totp-agent: {summary}");
+            log::warn!("{}", summary.strip_prefix("warning: ").unwrap_or(&summary));
         }
         admission.audible
     }
@@ -213,9 +219,10 @@ impl Service {
         if !self.admit(peer) {
             return;
         }
-        eprintln!(
-            "pam-totp-agent: uid={} pid={}: dropped connection: {reason}",
-            peer.uid, peer.pid
+        log::info!(
+            "uid={} pid={}: dropped connection: {reason}",
+            peer.uid,
+            peer.pid
         );
     }
 
@@ -323,7 +330,7 @@ impl Service {
         };
         let Some(uid) = uid else {
             if op == Op::Authenticate {
-                self.audit_refusal(caller, name, None, op, context, "unknown_account")?;
+                self.audit_refusal(caller, name, None, op, context, AuditResult::UnknownAccount)?;
             }
             return Err(
                 ApiError::permission_denied(format!("no such account: '{name}'"))
@@ -361,7 +368,14 @@ impl Service {
         if caller.admin || target.uid == Some(caller.peer.uid) {
             return Ok(());
         }
-        self.audit_refusal(caller, &target.account, target.uid, op, context, "denied")?;
+        self.audit_refusal(
+            caller,
+            &target.account,
+            target.uid,
+            op,
+            context,
+            AuditResult::Denied,
+        )?;
         Err(denied(op))
     }
 
@@ -373,14 +387,14 @@ impl Service {
         uid: Option<u32>,
         op: Op,
         context: &LoginContext,
-        label: &str,
+        label: AuditResult,
     ) -> Result<(), ApiError> {
         if caller.quiet {
             return Ok(());
         }
         let mut event = self.event(caller.peer, account, op, context);
         event.uid = uid;
-        event.result = label.to_owned();
+        event.result = label;
         self.store.audit(&event).map_err(store_error)
     }
 
@@ -407,7 +421,7 @@ impl Service {
             account: account.to_owned(),
             uid: None,
             op: op.as_str().to_owned(),
-            result: String::new(),
+            result: AuditResult::Other,
             service: context.service.clone(),
             rhost: context.rhost.clone(),
             tty: context.tty.clone(),
@@ -439,11 +453,8 @@ impl Service {
                 let verdict = decide(relation, current, source_record);
                 let audit = (!(caller.quiet && verdict.changes_nothing())).then(|| {
                     let mut event = self.event(caller.peer, account, op, context);
-                    event.uid = match &verdict.change {
-                        Change::Save(record) => Some(record.uid),
-                        _ => current.map(|r| r.uid),
-                    };
-                    event.result = verdict.label.to_owned();
+                    event.uid = verdict.change.record().or(current).map(|record| record.uid);
+                    event.result = verdict.label;
                     event
                 });
                 result = Some(verdict.result);

@@ -4,7 +4,7 @@ use super::{denied, store_error, Caller, Service, Target};
 use crate::authz::Op;
 use crate::store::{LoginPlace, ProfileRecord};
 use pam_totp_proto::validate;
-use pam_totp_proto::{ApiError, LoginContext, ProbeReply, Reply};
+use pam_totp_proto::{ApiError, AuditResult, LoginContext, ProbeReply, Reply};
 
 impl Service {
     pub(super) fn probe(
@@ -31,7 +31,7 @@ impl Service {
         if grace {
             let mut event = self.event(caller.peer, &target.account, Op::Authenticate, context);
             event.uid = active.map(|r| r.uid);
-            event.result = "grace".into();
+            event.result = AuditResult::Grace;
             self.store.audit(&event).map_err(store_error)?;
         }
         Ok(Reply::Probe(ProbeReply {

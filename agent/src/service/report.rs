@@ -5,7 +5,8 @@ use crate::authz::Op;
 use crate::store::AuditQuery;
 use crate::view::rfc3339;
 use pam_totp_proto::{
-    ApiError, AuditEntry, LogPage, LoginContext, RecentAttempts, Reply, StatusReply, MAX_LOG_PAGE,
+    ApiError, AuditEntry, LogPage, LoginContext, ProfileCounts, RecentAttempts, Reply, StatusReply,
+    MAX_LOG_PAGE,
 };
 
 impl Service {
@@ -77,10 +78,21 @@ impl Service {
                 .store
                 .profile_counts(now, self.config.window)
                 .map_err(store_error)?;
-            let recent: RecentAttempts = self
+            let recent = self
                 .store
                 .recent_attempts(now - 3600)
                 .map_err(store_error)?;
+            let counts = ProfileCounts {
+                pending: counts.pending,
+                active: counts.active,
+                disabled: counts.disabled,
+                locked: counts.locked,
+                clock_ahead: counts.clock_ahead,
+            };
+            let recent = RecentAttempts {
+                logins: recent.logins,
+                failures: recent.failures,
+            };
             (Some(counts), Some(recent))
         } else {
             (None, None)

@@ -180,16 +180,20 @@ impl Harness {
         enrolled
     }
 
+    /// `op:result` of the account's audit rows, oldest first, read through the store.
     fn audit_results(&self, account: &str) -> Vec<String> {
-        let connection = rusqlite::Connection::open(&self.path).unwrap();
-        let mut statement = connection
-            .prepare("SELECT op || ':' || result FROM audit WHERE account = ?1 ORDER BY id")
-            .unwrap();
-        statement
-            .query_map([account], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<Vec<String>, _>>()
-            .unwrap()
+        let store = SqliteStore::open(&self.path).unwrap();
+        let query = crate::store::AuditQuery {
+            account: Some(account.to_owned()),
+            since: None,
+            before: None,
+            limit: u32::MAX,
+        };
+        let mut rows = store.audit_log(&query).unwrap();
+        rows.reverse();
+        rows.iter()
+            .map(|event| format!("{}:{}", event.op, event.result))
+            .collect()
     }
 }
 

@@ -7,6 +7,7 @@
 //! rolls back only itself. The thread that finishes a job with nobody else waiting to run one
 //! commits the batch for everyone in it.
 
+use super::sqlite::write_error;
 use super::StoreError;
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,17 +18,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 /// ever read another batch's result, however far behind it falls.
 #[derive(Default)]
 struct BatchFate {
-    result: Mutex<Option<Result<(), String>>>,
+    result: Mutex<Option<Result<(), StoreError>>>,
     ended: Condvar,
 }
 
 impl BatchFate {
-    fn settle(&self, result: Result<(), String>) {
+    fn settle(&self, result: Result<(), StoreError>) {
         *lock(&self.result) = Some(result);
         self.ended.notify_all();
     }
 
-    fn wait(&self) -> Result<(), String> {
+    fn wait(&self) -> Result<(), StoreError> {
         let mut result = lock(&self.result);
         loop {
             if let Some(result) = result.as_ref() {
@@ -60,14 +61,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every holder leaves the state consistent at each step (SQLite rolls back what it must),
     // so a lock poisoned by a panic elsewhere still guards usable state.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write_error(error: rusqlite::Error) -> StoreError {
-    StoreError::Write(error.to_string())
-}
-
-fn commit_error(error: String) -> StoreError {
-    StoreError::Write(format!("commit failed: {error}"))
 }
 
 /// Runs `job` inside a SAVEPOINT: kept on success, undone on failure.
@@ -141,13 +134,13 @@ impl Batcher {
             if let Some(gate) = lock(&self.before_wait).take() {
                 let _ = gate.recv();
             }
-            fate.wait().map_err(commit_error)?;
+            fate.wait()?;
             return result;
         }
         let committed = writer
             .connection
             .execute_batch("COMMIT")
-            .map_err(|e| e.to_string());
+            .map_err(write_error);
         if committed.is_err() {
             // Nothing of this batch was stored: end the transaction and tell everyone in it.
             let _ = writer.connection.execute_batch("ROLLBACK");
@@ -155,7 +148,7 @@ impl Batcher {
         writer.open = None;
         fate.settle(committed.clone());
         drop(writer);
-        committed.map_err(commit_error)?;
+        committed?;
         result
     }
 }
@@ -179,7 +172,7 @@ mod tests {
         batcher
             .read(|c| {
                 c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-                    .map_err(|e| StoreError::Read(e.to_string()))
+                    .map_err(crate::store::sqlite::read_error)
             })
             .unwrap()
     }

@@ -1,18 +1,24 @@
-//! Storage behind a narrow trait: SQLite today; a shared backend (e.g. PostgreSQL for a fleet)
-//! can be added without touching the protocol, the service rules or the PAM module.
+//! Storage behind one trait, in domain types only: SQLite today; a shared backend (e.g.
+//! PostgreSQL for a fleet) is a new file that implements [`Store`] and passes the conformance
+//! suite (`conformance.rs`), without touching the protocol, the service rules or the module.
+//!
+//! Keys: a profile is identified by its account name; its `id` is an opaque number the store
+//! assigns when the profile is created (shown to clients, never used to find it).
 
 mod batch;
-mod sqlite;
+#[cfg(test)]
+mod conformance;
+pub(crate) mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use pam_totp_proto::{Algorithm, ProfileCounts, RecentAttempts};
+use pam_totp_proto::{Algorithm, AuditResult};
 use zeroize::Zeroizing;
 
 /// Everything the agent keeps about one profile. Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileRecord {
-    /// 0 for a record not yet stored.
+    /// Opaque, assigned by the store when the profile is created (0 until then).
     pub id: i64,
     pub account: String,
     pub uid: u32,
@@ -38,14 +44,54 @@ pub struct ProfileRecord {
     pub window: Option<u32>,
 }
 
+/// How a profile's codes are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeSettings {
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+}
+
 impl ProfileRecord {
+    /// A new, pending, enabled profile created at `now`, with nothing used, failed or set yet.
+    pub fn new(
+        account: &str,
+        uid: u32,
+        secret: Zeroizing<Vec<u8>>,
+        settings: CodeSettings,
+        issuer: &str,
+        now: i64,
+    ) -> Self {
+        Self {
+            id: 0,
+            account: account.to_owned(),
+            uid,
+            secret,
+            algorithm: settings.algorithm,
+            digits: settings.digits,
+            period: settings.period,
+            issuer: issuer.to_owned(),
+            comment: None,
+            created_at: now,
+            changed_at: now,
+            verified_at: None,
+            last_used_at: None,
+            enabled: true,
+            last_step: None,
+            failed_attempts: 0,
+            locked_until: None,
+            emergency_codes: Vec::new(),
+            window: None,
+        }
+    }
+
     pub fn verified(&self) -> bool {
         self.verified_at.is_some()
     }
 }
 
 /// One row of the audit trail. Never holds a code or a secret.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     /// The row's place in the trail, as read back (ignored when appending).
     pub id: i64,
@@ -53,7 +99,7 @@ pub struct AuditEvent {
     pub account: String,
     pub uid: Option<u32>,
     pub op: String,
-    pub result: String,
+    pub result: AuditResult,
     pub service: Option<String>,
     pub rhost: Option<String>,
     pub tty: Option<String>,
@@ -85,9 +131,21 @@ pub struct AuditQuery {
 #[derive(Debug)]
 pub enum Change {
     Keep,
-    /// Insert when `id == 0` (replacing any profile of the account), update otherwise.
-    Save(Box<ProfileRecord>),
+    /// A new profile (a new `id`), replacing any the account had; its sources are forgotten.
+    Create(Box<ProfileRecord>),
+    /// New values for the account's existing profile (its `id` is kept).
+    Update(Box<ProfileRecord>),
     Delete,
+}
+
+impl Change {
+    /// The profile this change stores, if any.
+    pub fn record(&self) -> Option<&ProfileRecord> {
+        match self {
+            Self::Create(record) | Self::Update(record) => Some(record),
+            Self::Keep | Self::Delete => None,
+        }
+    }
 }
 
 /// Failures of one account from one source (a remote host, or a local caller), counted apart
@@ -128,14 +186,40 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why the store failed. The message says what could not be done ("cannot record state:
+/// ...", "cannot read state: ..."); the kind says what the caller may do about it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
-    #[error("cannot record state: {0}")]
-    Write(String),
-    #[error("cannot read state: {0}")]
-    Read(String),
-    #[error("database is corrupt or from an unknown version: {0}")]
-    Schema(String),
+    /// Not now: the disk is full or read-only, the database busy or unreachable. Nothing was
+    /// changed; the same request may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store refused the data (a constraint): retrying the same request will not help.
+    #[error("{0}")]
+    Invalid(String),
+    /// Corrupt, of an unknown schema version, or a bug.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Profiles by state (a locked profile also counts as active or disabled).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProfileTally {
+    pub pending: u64,
+    pub active: u64,
+    pub disabled: u64,
+    pub locked: u64,
+    /// Whose last used step is beyond now + their window.
+    pub clock_ahead: u64,
+}
+
+/// Login attempts in a span of time, from the audit trail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptTally {
+    /// Audited as a login (`AuditResult::outcome() == Login`).
+    pub logins: u64,
+    /// Audited as a failure.
+    pub failures: u64,
 }
 
 /// Decides a transaction from the account's profile and, when the transaction names a source,
@@ -159,8 +243,13 @@ pub trait Store: Send + Sync {
     /// Up to `limit` profiles ordered by account, starting after `after`.
     fn list(&self, after: Option<&str>, limit: u32) -> Result<Vec<ProfileRecord>, StoreError>;
     /// Reads the account's record (and `source`'s, if given), lets `decide` choose the
-    /// outcome, and applies all of it in one exclusive transaction. Returns the profile as
-    /// stored afterwards. Replacing or deleting a profile forgets its sources.
+    /// outcome, and applies all of it in one exclusive transaction: of any number of
+    /// concurrent transactions on one account, each sees the others' results. Returns the
+    /// profile as stored afterwards. Creating or deleting a profile forgets its sources.
+    ///
+    /// `decide` may be run more than once (a backend may retry a transaction that lost a
+    /// serialization race): it must decide from its arguments alone and keep no effects
+    /// outside what it returns, beyond overwriting what an earlier run wrote.
     fn transact(
         &self,
         account: &str,
@@ -184,11 +273,10 @@ pub trait Store: Send + Sync {
         place: &LoginPlace<'_>,
     ) -> Result<Option<i64>, StoreError>;
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
-    /// Profiles by state at `now` (a locked profile also counts as active or disabled);
-    /// `window` is the agent's default skew window, for `clock_ahead`.
-    fn profile_counts(&self, now: i64, window: u32) -> Result<ProfileCounts, StoreError>;
-    /// Logins and failures recorded since `since`.
-    fn recent_attempts(&self, since: i64) -> Result<RecentAttempts, StoreError>;
+    /// Profiles by state at `now`; `window` is the agent's default skew window.
+    fn profile_counts(&self, now: i64, window: u32) -> Result<ProfileTally, StoreError>;
+    /// Login attempts (`authenticate`) audited since `since`.
+    fn recent_attempts(&self, since: i64) -> Result<AttemptTally, StoreError>;
     /// Deletes audit rows older than `before`, and the oldest rows beyond the newest
     /// `keep_rows`; returns how many. Deletes in small batches, so logins interleave.
     fn prune_audit(&self, before: i64, keep_rows: u64) -> Result<usize, StoreError>;

@@ -4,14 +4,15 @@
 
 use super::batch::Batcher;
 use super::{
-    AuditEvent, AuditQuery, Change, Decision, LoginPlace, ProfileRecord, SourceRecord, Store,
-    StoreError,
+    AttemptTally, AuditEvent, AuditQuery, Change, Decision, LoginPlace, ProfileRecord,
+    ProfileTally, SourceRecord, Store, StoreError,
 };
-use pam_totp_proto::Algorithm;
-use pam_totp_proto::{ProfileCounts, RecentAttempts};
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use pam_totp_proto::audit::Outcome;
+use pam_totp_proto::{Algorithm, AuditResult};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -83,13 +84,72 @@ const PRUNE_CHUNK: i64 = 2000;
 /// enough to throttle an attacker, and it bounds the table when addresses rotate.
 const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
 
-/// Audit results that let a login in, and those that count as failed attempts.
-const LOGIN_RESULTS: &str = "'success', 'emergency_code', 'grace'";
-const FAILURE_RESULTS: &str = "'wrong_code', 'replay', 'malformed_code', 'locked'";
+/// The profile table's columns besides `id`, in [`ProfileRecord`]'s field order: the one list
+/// the SELECT, INSERT and UPDATE statements and both row mappings are built from.
+const PROFILE_COLUMNS: [&str; 18] = [
+    "account",
+    "uid",
+    "secret",
+    "algorithm",
+    "digits",
+    "period",
+    "issuer",
+    "comment",
+    "created_at",
+    "changed_at",
+    "verified_at",
+    "last_used_at",
+    "enabled",
+    "last_step",
+    "failed_attempts",
+    "locked_until",
+    "emergency_codes",
+    "skew_window",
+];
 
-const PROFILE_COLUMNS: &str = "id, account, uid, secret, algorithm, digits, period, issuer, \
-     comment, created_at, changed_at, verified_at, last_used_at, enabled, last_step, \
-     failed_attempts, locked_until, emergency_codes, skew_window";
+/// The profile statements, built once from [`PROFILE_COLUMNS`].
+struct ProfileSql {
+    select: String,
+    insert: String,
+    update: String,
+}
+
+fn profile_sql() -> &'static ProfileSql {
+    static SQL: OnceLock<ProfileSql> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let columns = PROFILE_COLUMNS.join(", ");
+        let numbered = |from: usize| (from..from + PROFILE_COLUMNS.len()).map(|n| format!("?{n}"));
+        let placeholders: Vec<String> = numbered(1).collect();
+        let assignments: Vec<String> = PROFILE_COLUMNS
+            .iter()
+            .zip(numbered(1))
+            .map(|(column, placeholder)| format!("{column} = {placeholder}"))
+            .collect();
+        ProfileSql {
+            select: format!("SELECT id, {columns} FROM profiles"),
+            insert: format!(
+                "INSERT INTO profiles ({columns}) VALUES ({})",
+                placeholders.join(", ")
+            ),
+            // Keyed by the account (the first column), never by the id.
+            update: format!(
+                "UPDATE profiles SET {} WHERE account = ?1",
+                assignments.join(", ")
+            ),
+        }
+    })
+}
+
+/// The results `status` counts as logins or as failures (from the one vocabulary), as SQL
+/// lists.
+fn results_sql(outcome: Outcome) -> String {
+    AuditResult::ALL
+        .iter()
+        .filter(|result| result.outcome() == outcome)
+        .map(|result| format!("'{}'", result.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 pub struct SqliteStore {
     batches: Batcher,
@@ -167,12 +227,33 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
-fn read_error(error: rusqlite::Error) -> StoreError {
-    StoreError::Read(error.to_string())
+/// What SQLite's error means for the caller: "not now" (full or read-only disk, busy, cannot
+/// open), "not this" (a constraint), or broken.
+fn classify(error: &rusqlite::Error) -> fn(String) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(
+            ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::ReadOnly
+            | ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory
+            | ErrorCode::FileLockingProtocolFailed,
+        ) => StoreError::Unavailable,
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch) => {
+            StoreError::Invalid
+        }
+        _ => StoreError::Internal,
+    }
 }
 
-fn write_error(error: rusqlite::Error) -> StoreError {
-    StoreError::Write(error.to_string())
+pub(super) fn read_error(error: rusqlite::Error) -> StoreError {
+    classify(&error)(format!("cannot read state: {error}"))
+}
+
+pub(super) fn write_error(error: rusqlite::Error) -> StoreError {
+    classify(&error)(format!("cannot record state: {error}"))
 }
 
 impl SqliteStore {
@@ -204,8 +285,7 @@ impl SqliteStore {
     pub fn insert_many(&self, records: &mut [ProfileRecord]) -> Result<(), StoreError> {
         self.batches.write(|connection| {
             for record in records.iter_mut() {
-                record.id = 0;
-                save(connection, record).map_err(write_error)?;
+                create(connection, record).map_err(write_error)?;
             }
             Ok(())
         })
@@ -227,8 +307,9 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         .map_err(read_error)?;
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if version > known {
-        return Err(StoreError::Schema(format!(
-            "schema version {version} is newer than this agent knows ({known})"
+        return Err(StoreError::Internal(format!(
+            "database is from an unknown version: schema version {version} is newer than \
+             this agent knows ({known})"
         )));
     }
     let pending = usize::try_from(version).unwrap_or(0);
@@ -248,43 +329,84 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A profile from a row of `profile_sql().select`: `id`, then [`PROFILE_COLUMNS`] in order.
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ProfileRecord> {
-    let algorithm: String = row.get("algorithm")?;
+    let mut column = 0..;
+    let mut next = || column.next().unwrap_or(usize::MAX);
+    let id = row.get(next())?;
+    let account = row.get(next())?;
+    let uid = row.get(next())?;
+    let secret = Zeroizing::new(row.get(next())?);
+    let algorithm_column = next();
+    let algorithm: String = row.get(algorithm_column)?;
     let algorithm = algorithm.parse::<Algorithm>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into())
+        rusqlite::Error::FromSqlConversionFailure(
+            algorithm_column,
+            rusqlite::types::Type::Text,
+            e.into(),
+        )
     })?;
-    let codes: String = row.get("emergency_codes")?;
     Ok(ProfileRecord {
-        id: row.get("id")?,
-        account: row.get("account")?,
-        uid: row.get("uid")?,
-        secret: Zeroizing::new(row.get("secret")?),
+        id,
+        account,
+        uid,
+        secret,
         algorithm,
-        digits: row.get("digits")?,
-        period: row.get("period")?,
-        issuer: row.get("issuer")?,
-        comment: row.get("comment")?,
-        created_at: row.get("created_at")?,
-        changed_at: row.get("changed_at")?,
-        verified_at: row.get("verified_at")?,
-        last_used_at: row.get("last_used_at")?,
-        enabled: row.get("enabled")?,
-        last_step: row.get("last_step")?,
-        failed_attempts: row.get("failed_attempts")?,
-        locked_until: row.get("locked_until")?,
-        emergency_codes: codes
+        digits: row.get(next())?,
+        period: row.get(next())?,
+        issuer: row.get(next())?,
+        comment: row.get(next())?,
+        created_at: row.get(next())?,
+        changed_at: row.get(next())?,
+        verified_at: row.get(next())?,
+        last_used_at: row.get(next())?,
+        enabled: row.get(next())?,
+        last_step: row.get(next())?,
+        failed_attempts: row.get(next())?,
+        locked_until: row.get(next())?,
+        emergency_codes: row
+            .get::<_, String>(next())?
             .split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        window: row.get("skew_window")?,
+        window: row.get(next())?,
     })
+}
+
+/// A profile's values for [`PROFILE_COLUMNS`], in order (the secret is not copied).
+fn profile_values(record: &ProfileRecord) -> [ToSqlOutput<'_>; PROFILE_COLUMNS.len()] {
+    let owned = |value: Value| ToSqlOutput::Owned(value);
+    let int = |value: i64| owned(Value::Integer(value));
+    let opt = |value: Option<i64>| owned(value.map_or(Value::Null, Value::Integer));
+    [
+        ToSqlOutput::Borrowed(ValueRef::Text(record.account.as_bytes())),
+        int(i64::from(record.uid)),
+        ToSqlOutput::Borrowed(ValueRef::Blob(&record.secret)),
+        ToSqlOutput::Borrowed(ValueRef::Text(record.algorithm.as_str().as_bytes())),
+        int(i64::from(record.digits)),
+        int(i64::from(record.period)),
+        ToSqlOutput::Borrowed(ValueRef::Text(record.issuer.as_bytes())),
+        record.comment.as_deref().map_or(owned(Value::Null), |c| {
+            ToSqlOutput::Borrowed(ValueRef::Text(c.as_bytes()))
+        }),
+        int(record.created_at),
+        int(record.changed_at),
+        opt(record.verified_at),
+        opt(record.last_used_at),
+        int(i64::from(record.enabled)),
+        opt(record.last_step),
+        int(i64::from(record.failed_attempts)),
+        opt(record.locked_until),
+        owned(Value::Text(record.emergency_codes.join(","))),
+        opt(record.window.map(i64::from)),
+    ]
 }
 
 fn load(connection: &Connection, account: &str) -> Result<Option<ProfileRecord>, StoreError> {
     connection
         .one(
-            &format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE account = ?1"),
+            &format!("{} WHERE account = ?1", profile_sql().select),
             [account],
             record_from_row,
         )
@@ -292,51 +414,23 @@ fn load(connection: &Connection, account: &str) -> Result<Option<ProfileRecord>,
         .map_err(read_error)
 }
 
-fn save(tx: &Connection, record: &mut ProfileRecord) -> rusqlite::Result<()> {
-    let codes = record.emergency_codes.join(",");
-    let values = params![
-        record.account,
-        record.uid,
-        &record.secret[..],
-        record.algorithm.as_str(),
-        record.digits,
-        record.period,
-        record.issuer,
-        record.comment,
-        record.created_at,
-        record.changed_at,
-        record.verified_at,
-        record.last_used_at,
-        record.enabled,
-        record.last_step,
-        record.failed_attempts,
-        record.locked_until,
-        codes,
-        record.window,
-    ];
-    if record.id == 0 {
-        tx.run("DELETE FROM profiles WHERE account = ?1", [&record.account])?;
-        tx.run(
-            "INSERT INTO profiles (account, uid, secret, algorithm, digits, period, issuer, \
-             comment, created_at, changed_at, verified_at, last_used_at, enabled, last_step, \
-             failed_attempts, locked_until, emergency_codes, skew_window) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18)",
-            values,
-        )?;
-        record.id = tx.last_insert_rowid();
-    } else {
-        let mut with_id = values.to_vec();
-        with_id.push(&record.id);
-        tx.run(
-            "UPDATE profiles SET account = ?1, uid = ?2, secret = ?3, algorithm = ?4, \
-             digits = ?5, period = ?6, issuer = ?7, comment = ?8, created_at = ?9, \
-             changed_at = ?10, verified_at = ?11, last_used_at = ?12, enabled = ?13, \
-             last_step = ?14, failed_attempts = ?15, locked_until = ?16, \
-             emergency_codes = ?17, skew_window = ?18 WHERE id = ?19",
-            with_id.as_slice(),
-        )?;
-    }
+/// Stores a new profile for the account (replacing any it had); assigns its id.
+fn create(tx: &Connection, record: &mut ProfileRecord) -> rusqlite::Result<()> {
+    tx.run("DELETE FROM profiles WHERE account = ?1", [&record.account])?;
+    tx.run(
+        &profile_sql().insert,
+        rusqlite::params_from_iter(profile_values(record)),
+    )?;
+    record.id = tx.last_insert_rowid();
+    Ok(())
+}
+
+/// Stores new values for the account's existing profile.
+fn update(tx: &Connection, record: &ProfileRecord) -> rusqlite::Result<()> {
+    tx.run(
+        &profile_sql().update,
+        rusqlite::params_from_iter(profile_values(record)),
+    )?;
     Ok(())
 }
 
@@ -449,9 +543,14 @@ fn apply(
     let mut forget_sources = outcome.clear_sources;
     let stored = match outcome.change {
         Change::Keep => current,
-        Change::Save(mut record) => {
-            forget_sources |= record.id == 0;
-            save(connection, &mut record).map_err(write_error)?;
+        Change::Create(mut record) => {
+            forget_sources = true;
+            create(connection, &mut record).map_err(write_error)?;
+            Some(*record)
+        }
+        Change::Update(mut record) => {
+            record.id = current.as_ref().map_or(0, |c| c.id);
+            update(connection, &record).map_err(write_error)?;
             Some(*record)
         }
         Change::Delete => {
@@ -482,7 +581,7 @@ fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result
             event.account,
             event.uid,
             event.op,
-            event.result,
+            event.result.as_str(),
             event.service,
             event.rhost,
             event.tty,
@@ -548,8 +647,8 @@ impl Store for SqliteStore {
         self.readers.read(|connection| {
             let mut statement = connection
                 .prepare_cached(&format!(
-                    "SELECT {PROFILE_COLUMNS} FROM profiles WHERE (?1 IS NULL OR account > ?1) \
-                     ORDER BY account LIMIT ?2"
+                    "{} WHERE (?1 IS NULL OR account > ?1) ORDER BY account LIMIT ?2",
+                    profile_sql().select
                 ))
                 .map_err(read_error)?;
             let rows = statement
@@ -598,9 +697,17 @@ impl Store for SqliteStore {
             connection
                 .one(
                     "SELECT max(at) FROM audit WHERE account = ?1 AND op = 'authenticate' \
-                     AND result IN ('success', 'emergency_code') AND caller_uid = 0 \
+                     AND result IN (?6, ?7) AND caller_uid = 0 \
                      AND service IS ?2 AND rhost IS ?3 AND tty IS ?4 AND ruser IS ?5",
-                    params![account, place.service, place.rhost, place.tty, place.ruser],
+                    params![
+                        account,
+                        place.service,
+                        place.rhost,
+                        place.tty,
+                        place.ruser,
+                        AuditResult::Success.as_str(),
+                        AuditResult::EmergencyCode.as_str()
+                    ],
                     |row| row.get(0),
                 )
                 .map_err(read_error)
@@ -628,7 +735,7 @@ impl Store for SqliteStore {
                         account: row.get(2)?,
                         uid: row.get(3)?,
                         op: row.get(4)?,
-                        result: row.get(5)?,
+                        result: AuditResult::parse(&row.get::<_, String>(5)?),
                         service: row.get(6)?,
                         rhost: row.get(7)?,
                         tty: row.get(8)?,
@@ -642,7 +749,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn profile_counts(&self, now: i64, window: u32) -> Result<ProfileCounts, StoreError> {
+    fn profile_counts(&self, now: i64, window: u32) -> Result<ProfileTally, StoreError> {
         self.readers.read(|connection| {
             connection
                 .one(
@@ -655,7 +762,7 @@ impl Store for SqliteStore {
                      FROM profiles",
                     params![now, window],
                     |row| {
-                        Ok(ProfileCounts {
+                        Ok(ProfileTally {
                             pending: count(row, 0)?,
                             active: count(row, 1)?,
                             disabled: count(row, 2)?,
@@ -668,19 +775,21 @@ impl Store for SqliteStore {
         })
     }
 
-    fn recent_attempts(&self, since: i64) -> Result<RecentAttempts, StoreError> {
+    fn recent_attempts(&self, since: i64) -> Result<AttemptTally, StoreError> {
         self.readers.read(|connection| {
             connection
                 .one(
                     &format!(
                         "SELECT \
-                         count(*) FILTER (WHERE result IN ({LOGIN_RESULTS})), \
-                         count(*) FILTER (WHERE result IN ({FAILURE_RESULTS})) \
-                         FROM audit WHERE at >= ?1 AND op = 'authenticate'"
+                         count(*) FILTER (WHERE result IN ({})), \
+                         count(*) FILTER (WHERE result IN ({})) \
+                         FROM audit WHERE at >= ?1 AND op = 'authenticate'",
+                        results_sql(Outcome::Login),
+                        results_sql(Outcome::Failure)
                     ),
                     [since],
                     |row| {
-                        Ok(RecentAttempts {
+                        Ok(AttemptTally {
                             logins: count(row, 0)?,
                             failures: count(row, 1)?,
                         })
@@ -718,206 +827,50 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    //! What is SQLite's own: files, migrations, bulk seeding. What every store does is in
+    //! `conformance.rs`, which runs against this one too.
+    #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::store::Outcome;
+    use crate::store::{CodeSettings, Outcome};
 
     fn record(account: &str) -> ProfileRecord {
-        ProfileRecord {
-            id: 0,
-            account: account.into(),
-            uid: 1000,
-            secret: Zeroizing::new(vec![7; 20]),
+        let settings = CodeSettings {
             algorithm: Algorithm::Sha256,
             digits: 8,
             period: 30,
-            issuer: "host".into(),
-            comment: Some("laptop".into()),
-            created_at: 100,
-            changed_at: 100,
-            verified_at: None,
-            last_used_at: None,
-            enabled: true,
-            last_step: None,
-            failed_attempts: 0,
-            locked_until: None,
-            emergency_codes: vec!["aa:bb".into(), "cc:dd".into()],
-            window: Some(3),
-        }
+        };
+        ProfileRecord::new(
+            account,
+            1000,
+            Zeroizing::new(vec![7; 20]),
+            settings,
+            "host",
+            100,
+        )
     }
 
     fn open() -> (tempfile::TempDir, SqliteStore) {
-        let Ok(dir) = tempfile::tempdir() else {
-            unreachable!("no temp dir");
-        };
-        let Ok(store) = SqliteStore::open(&dir.path().join("db.sqlite3")) else {
-            unreachable!("cannot open store");
-        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
         (dir, store)
-    }
-
-    fn save_record(store: &SqliteStore, rec: ProfileRecord) -> Option<ProfileRecord> {
-        let account = rec.account.clone();
-        let mut pending = Some(rec);
-        store
-            .transact(&account, None, &mut |_, _| {
-                Outcome::new(
-                    pending
-                        .take()
-                        .map_or(Change::Keep, |r| Change::Save(Box::new(r))),
-                    None,
-                )
-            })
-            .ok()
-            .flatten()
-    }
-
-    #[test]
-    fn records_round_trip_and_updates_keep_the_id() {
-        let (_dir, store) = open();
-        let Some(saved) = save_record(&store, record("alice")) else {
-            unreachable!("save failed");
-        };
-        assert!(saved.id > 0);
-        assert_eq!(store.get("alice").ok().flatten(), Some(saved.clone()));
-        let mut changed = saved.clone();
-        changed.last_step = Some(42);
-        changed.emergency_codes.pop();
-        let updated = save_record(&store, changed.clone());
-        assert_eq!(updated.as_ref().map(|r| r.id), Some(saved.id));
-        assert_eq!(store.get("alice").ok().flatten(), Some(changed));
-    }
-
-    #[test]
-    fn insert_replaces_with_a_new_id_and_delete_removes() {
-        let (_dir, store) = open();
-        let first = save_record(&store, record("bob")).map(|r| r.id);
-        let second = save_record(&store, record("bob")).map(|r| r.id);
-        assert_ne!(first, second);
-        assert_eq!(store.list(None, 10).map(|l| l.len()).ok(), Some(1));
-        let gone = store.transact("bob", None, &mut |_, _| Outcome::new(Change::Delete, None));
-        assert!(matches!(gone, Ok(None)));
-        assert_eq!(store.get("bob").ok().flatten(), None);
-    }
-
-    #[test]
-    fn audit_rows_commit_with_the_change() {
-        let (dir, store) = open();
-        let event = AuditEvent {
-            at: 5,
-            account: "carol".into(),
-            op: "authenticate".into(),
-            result: "not_enrolled".into(),
-            ..AuditEvent::default()
-        };
-        let mut once = Some(event);
-        assert!(store
-            .transact("carol", None, &mut |_, _| Outcome::new(
-                Change::Keep,
-                once.take()
-            ))
-            .is_ok());
-        drop(store);
-        let Ok(connection) = Connection::open(dir.path().join("db.sqlite3")) else {
-            unreachable!("reopen failed");
-        };
-        let count: Option<i64> = connection
-            .query_row(
-                "SELECT count(*) FROM audit WHERE account = 'carol'",
-                [],
-                |r| r.get(0),
-            )
-            .ok();
-        assert_eq!(count, Some(1));
     }
 
     #[test]
     fn reopening_keeps_state_and_does_not_rerun_migrations() {
         let (dir, store) = open();
-        assert!(save_record(&store, record("dave")).is_some());
-        drop(store);
-        let reopened = SqliteStore::open(&dir.path().join("db.sqlite3"));
-        assert!(reopened
-            .as_ref()
-            .ok()
-            .and_then(|s| s.get("dave").ok().flatten())
-            .is_some());
-        assert_eq!(
-            reopened
-                .ok()
-                .and_then(|s| s.integrity_check().ok())
-                .as_deref(),
-            Some("ok")
-        );
-    }
-
-    fn set_source(store: &SqliteStore, account: &str, source: &str, record: SourceRecord) {
-        assert!(store
-            .transact(account, Some(source), &mut |_, _| Outcome {
-                source: Some(record),
-                ..Outcome::new(Change::Keep, None)
+        let mut fresh = Some(record("dave"));
+        store
+            .transact("dave", None, &mut |_, _| {
+                let change = fresh
+                    .take()
+                    .map_or(Change::Keep, |r| Change::Create(Box::new(r)));
+                Outcome::new(change, None)
             })
-            .is_ok());
-    }
-
-    fn source_of(store: &SqliteStore, account: &str, source: &str) -> Option<SourceRecord> {
-        let mut seen = None;
-        let _ = store.transact(account, Some(source), &mut |_, record| {
-            seen = record.copied();
-            Outcome::new(Change::Keep, None)
-        });
-        seen
-    }
-
-    #[test]
-    fn sources_are_kept_cleared_pruned_and_forgotten_with_the_profile() {
-        let (_dir, store) = open();
-        assert!(save_record(&store, record("erin")).is_some());
-        let blocked = SourceRecord {
-            failures: 5,
-            blocked_until: Some(1_000_030),
-            last_failure_at: 1_000_000,
-        };
-        set_source(&store, "erin", "rhost:198.51.100.7", blocked);
-        assert_eq!(
-            source_of(&store, "erin", "rhost:198.51.100.7"),
-            Some(blocked)
-        );
-        // An unknown source reads as clear.
-        assert_eq!(
-            source_of(&store, "erin", "rhost:203.0.113.9"),
-            Some(SourceRecord::default())
-        );
-        // A day later, another source's failure prunes the stale, unblocked one...
-        let stale = SourceRecord {
-            failures: 2,
-            blocked_until: None,
-            last_failure_at: 1_000_000,
-        };
-        set_source(&store, "erin", "uid:1000", stale);
-        let later = SourceRecord {
-            failures: 1,
-            blocked_until: None,
-            last_failure_at: 1_000_000 + SOURCE_RETENTION_SECONDS + 60,
-        };
-        set_source(&store, "erin", "local", later);
-        assert_eq!(
-            source_of(&store, "erin", "uid:1000"),
-            Some(SourceRecord::default())
-        );
-        assert_eq!(source_of(&store, "erin", "local"), Some(later));
-        // ... and a clear record deletes the row.
-        set_source(&store, "erin", "local", SourceRecord::default());
-        assert_eq!(
-            source_of(&store, "erin", "local"),
-            Some(SourceRecord::default())
-        );
-        // Replacing the profile forgets every source.
-        set_source(&store, "erin", "local", later);
-        assert!(save_record(&store, record("erin")).is_some());
-        assert_eq!(
-            source_of(&store, "erin", "local"),
-            Some(SourceRecord::default())
-        );
+            .unwrap();
+        drop(store);
+        let reopened = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+        assert!(reopened.get("dave").unwrap().is_some());
+        assert_eq!(reopened.integrity_check().unwrap(), "ok");
     }
 
     #[test]
@@ -925,151 +878,46 @@ mod tests {
         let (_dir, store) = open();
         let mut records: Vec<ProfileRecord> =
             (0..50).map(|i| record(&format!("bulk{i}"))).collect();
-        assert!(store.insert_many(&mut records).is_ok());
+        store.insert_many(&mut records).unwrap();
         assert!(records.iter().all(|r| r.id > 0));
-        assert_eq!(store.list(None, 100).map(|l| l.len()).ok(), Some(50));
-        // Pages follow each other in account order, without gaps or repeats.
-        let first = store.list(None, 20).unwrap_or_default();
-        let last_of_first = first.last().map(|r| r.account.clone());
-        let second = store
-            .list(last_of_first.as_deref(), 100)
-            .unwrap_or_default();
-        assert_eq!((first.len(), second.len()), (20, 30));
-        assert!(first.iter().chain(&second).map(|r| &r.account).is_sorted());
-        assert_eq!(store.get("bulk7").ok().flatten(), Some(records[7].clone()));
-    }
-
-    #[test]
-    fn audit_queries_counts_and_pruning() {
-        let (_dir, store) = open();
-        let mut active = record("fay");
-        active.verified_at = Some(100);
-        active.locked_until = Some(10_000);
-        let mut disabled = record("gus");
-        disabled.enabled = false;
-        assert!(store
-            .insert_many(&mut [active, disabled, record("hal")])
-            .is_ok());
-        let counts = store.profile_counts(500, 1).ok();
-        assert_eq!(
-            counts,
-            Some(ProfileCounts {
-                pending: 2,
-                active: 1,
-                disabled: 1,
-                locked: 1,
-                clock_ahead: 0,
-            })
-        );
-        for (at, account, result) in [
-            (1_000, "fay", "success"),
-            (2_000, "fay", "wrong_code"),
-            (3_000, "gus", "grace"),
-            (4_000, "fay", "replay"),
-        ] {
-            let event = AuditEvent {
-                at,
-                account: account.into(),
-                op: "authenticate".into(),
-                result: result.into(),
-                ..AuditEvent::default()
-            };
-            assert!(store.audit(&event).is_ok());
-        }
-        let fay = AuditQuery {
-            account: Some("fay".into()),
-            since: Some(1_500),
-            before: None,
-            limit: 10,
-        };
-        let results: Vec<String> = store
-            .audit_log(&fay)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.result)
-            .collect();
-        assert_eq!(results, ["replay", "wrong_code"]);
-        let all = AuditQuery {
-            limit: 2,
-            ..AuditQuery::default()
-        };
-        assert_eq!(store.audit_log(&all).map(|l| l.len()).ok(), Some(2));
-        assert_eq!(
-            store.recent_attempts(1_500).ok(),
-            Some(RecentAttempts {
-                logins: 1,
-                failures: 2
-            })
-        );
-        assert_eq!(store.prune_audit(2_500, u64::MAX).ok(), Some(2));
-        assert_eq!(
-            store
-                .audit_log(&AuditQuery {
-                    limit: 10,
-                    ..AuditQuery::default()
-                })
-                .map(|l| l.len())
-                .ok(),
-            Some(2)
-        );
+        assert_eq!(store.list(None, 100).unwrap().len(), 50);
+        assert_eq!(store.get("bulk7").unwrap(), Some(records[7].clone()));
     }
 
     #[test]
     fn a_newer_schema_is_refused() {
-        let Ok(dir) = tempfile::tempdir() else {
-            unreachable!("no temp dir");
-        };
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite3");
-        if let Ok(connection) = Connection::open(&path) {
-            let _ = connection.pragma_update(None, "user_version", 99);
-        }
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
         assert!(matches!(
             SqliteStore::open(&path),
-            Err(StoreError::Schema(_))
+            Err(StoreError::Internal(_))
         ));
     }
 
-    /// Reads use their own connections: during an open batch they neither wait for it nor
-    /// see its uncommitted changes.
     #[test]
-    fn reads_see_committed_state_without_waiting_for_an_open_batch() {
-        let (_dir, store) = open();
-        let store = std::sync::Arc::new(store);
-        let mut seen = None;
-        let mut pending = Some(record("ivy"));
-        let reader = std::sync::Arc::clone(&store);
-        let mut jobs: Vec<(String, Box<Decision<'_>>)> = vec![
-            (
-                "ivy".into(),
-                Box::new(move |_, _| {
-                    Outcome::new(
-                        pending
-                            .take()
-                            .map_or(Change::Keep, |r| Change::Save(Box::new(r))),
-                        None,
-                    )
-                }),
-            ),
-            (
-                "other".into(),
-                Box::new(|_, _| {
-                    // ivy is saved in this still-open batch; read it from another thread.
-                    let reader = std::sync::Arc::clone(&reader);
-                    let (tx, rx) = std::sync::mpsc::channel();
-                    std::thread::spawn(move || {
-                        let _ = tx.send(reader.get("ivy").map(|r| r.is_some()));
-                    });
-                    seen = Some(rx.recv_timeout(Duration::from_secs(5)));
-                    Outcome::new(Change::Keep, None)
-                }),
-            ),
-        ];
-        assert!(store.transact_each(&mut jobs).is_ok());
-        drop(jobs);
-        assert!(
-            matches!(seen, Some(Ok(Ok(false)))),
-            "the read waited for, or saw, the open batch: {seen:?}"
+    fn errors_say_whether_to_retry() {
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
         );
-        assert!(store.get("ivy").ok().flatten().is_some());
+        assert!(
+            matches!(write_error(busy), StoreError::Unavailable(m) if m.starts_with("cannot record state"))
+        );
+        let constraint = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            None,
+        );
+        assert!(matches!(write_error(constraint), StoreError::Invalid(_)));
+        let corrupt = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            None,
+        );
+        assert!(
+            matches!(read_error(corrupt), StoreError::Internal(m) if m.starts_with("cannot read state"))
+        );
     }
 }
