@@ -65,39 +65,10 @@ impl PamIo for HandleIo<'_> {
         self.pamh.get_user(None).map_err(|error| from_pam(&error))
     }
 
+    /// getpwnam_r through `pam-totp-nss`: thread-safe, no enumeration, no thread.
     fn lookup_account(&self, name: &str) -> Option<(String, u32)> {
-        let name = CString::new(name).ok()?;
-        let mut entry = std::mem::MaybeUninit::<libc::passwd>::uninit();
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        let mut buffer = vec![0 as c_char; 4096];
-        loop {
-            // SAFETY: `name` is NUL-terminated; `entry`, `buffer` and `found` outlive the call
-            // and `buffer.len()` is its true size. getpwnam_r is thread-safe and writes the
-            // entry's strings into `buffer` only.
-            let rc = unsafe {
-                libc::getpwnam_r(
-                    name.as_ptr(),
-                    entry.as_mut_ptr(),
-                    buffer.as_mut_ptr(),
-                    buffer.len(),
-                    &raw mut found,
-                )
-            };
-            // ERANGE: the entry does not fit; grow the buffer (bounded) and ask again.
-            if rc == libc::ERANGE && buffer.len() < 1 << 20 {
-                buffer.resize(buffer.len() * 4, 0);
-                continue;
-            }
-            if rc != 0 || found.is_null() {
-                return None;
-            }
-            // SAFETY: getpwnam_r returned 0 with `found` non-null, so `found` points at
-            // `entry`, now initialized, whose `pw_name` is a NUL-terminated string in `buffer`.
-            let (pw_name, uid) = unsafe { ((*found).pw_name, (*found).pw_uid) };
-            // SAFETY: as above; the string lives in `buffer`, which is still alive here.
-            let canonical = unsafe { CStr::from_ptr(pw_name) };
-            return Some((canonical.to_str().ok()?.to_owned(), uid));
-        }
+        let account = pam_totp_nss::account(name).ok()??;
+        Some((account.name, account.uid))
     }
 
     fn item(&self, which: ItemKind) -> Option<String> {
