@@ -1,5 +1,7 @@
 //! `pam-totp-agent [--socket PATH] [--db PATH] [--config PATH]`
 
+mod logging;
+
 use clap::Parser;
 use pam_totp_agent::args::Args;
 use pam_totp_agent::clock::SystemClock;
@@ -14,10 +16,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    logging::init();
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("pam-totp-agent: error: {error}");
+            log::error!("{error}");
             ExitCode::FAILURE
         }
     }
@@ -55,15 +59,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
     }
-    eprintln!(
-        "pam-totp-agent {}: listening on {}, database {}",
-        env!("CARGO_PKG_VERSION"),
+    log::info!(
+        "listening on {}, database {} (version {})",
         created
             .as_deref()
             .map_or("the socket passed by systemd".into(), |p| p
                 .display()
                 .to_string()),
-        args.db.display()
+        args.db.display(),
+        env!("CARGO_PKG_VERSION")
     );
     // Under systemd Type=notify this says we are ready; elsewhere it does nothing.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -72,7 +76,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = created {
         let _ = std::fs::remove_file(path);
     }
-    eprintln!("pam-totp-agent: stopped");
+    log::info!("stopped");
     Ok(())
 }
 
@@ -84,12 +88,12 @@ fn start_audit_pruning(service: Arc<Service>) {
         .spawn(move || loop {
             match service.prune_audit() {
                 Ok(0) => {}
-                Ok(pruned) => eprintln!("pam-totp-agent: pruned {pruned} old audit rows"),
-                Err(error) => eprintln!("pam-totp-agent: warning: audit pruning failed: {error}"),
+                Ok(pruned) => log::info!("pruned {pruned} old audit rows"),
+                Err(error) => log::warn!("audit pruning failed: {error}"),
             }
             std::thread::sleep(std::time::Duration::from_secs(60));
         });
     if let Err(error) = spawned {
-        eprintln!("pam-totp-agent: warning: cannot start audit pruning: {error}");
+        log::warn!("cannot start audit pruning: {error}");
     }
 }

@@ -124,7 +124,7 @@ pub fn serve(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                eprintln!("pam-totp-agent: accept failed: {e}");
+                log::error!("accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -132,16 +132,15 @@ pub fn serve(
         let peer = match peer_of(&stream) {
             Ok(peer) => peer,
             Err(e) => {
-                eprintln!("pam-totp-agent: cannot identify peer: {e}");
+                log::error!("cannot identify peer: {e}");
                 continue;
             }
         };
         let Some(slot) = slots.take(peer.uid) else {
             // Closed at once. Logged at most every 10 s, so a flood cannot flood the journal.
             if last_refusal_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
-                eprintln!(
-                    "pam-totp-agent: warning: refusing connections (uid {} holds too many, or \
-                     {} are open)",
+                log::warn!(
+                    "refusing connections (uid {} holds too many, or {} are open)",
                     peer.uid,
                     slots.open()
                 );
@@ -157,7 +156,7 @@ pub fn serve(
                 serve_connection(&stream, peer, &service, limits.io_timeout);
             });
         if let Err(e) = spawned {
-            eprintln!("pam-totp-agent: cannot start a connection thread: {e}");
+            log::error!("cannot start a connection thread: {e}");
         }
     }
     let drain_until = Instant::now() + limits.io_timeout + Duration::from_secs(1);
@@ -178,7 +177,7 @@ fn peer_of(stream: &UnixStream) -> io::Result<Peer> {
 /// Reads one request, answers it, closes. Garbage ends this connection and nothing else.
 fn serve_connection(stream: &UnixStream, peer: Peer, service: &Service, timeout: Duration) {
     if let Err(e) = stream.set_nonblocking(false) {
-        eprintln!("pam-totp-agent: cannot set up a connection: {e}");
+        log::error!("cannot set up a connection: {e}");
         return;
     }
     let mut io = DeadlineIo::new(stream, Instant::now() + timeout);
@@ -194,14 +193,11 @@ fn serve_connection(stream: &UnixStream, peer: Peer, service: &Service, timeout:
     // The reply may carry a new secret and emergency codes: wipe the buffer afterwards.
     let mut payload = Zeroizing::new(Vec::with_capacity(1024));
     if let Err(e) = serde_json::to_writer(&mut *payload, &response) {
-        eprintln!("pam-totp-agent: cannot encode a reply: {e}");
+        log::error!("cannot encode a reply: {e}");
         return;
     }
     if let Err(e) = write_frame(&mut io, &payload) {
-        eprintln!(
-            "pam-totp-agent: uid={} pid={}: cannot send reply: {e}",
-            peer.uid, peer.pid
-        );
+        log::warn!("uid={} pid={}: cannot send reply: {e}", peer.uid, peer.pid);
     }
 }
 
