@@ -10,6 +10,8 @@ use pam_totp_proto::{
     validate, ApiError, AuthMethod, Client, ClientError, ErrorCode, LoginContext, Reply, Request,
     SecretString,
 };
+// Escapes control characters, so a crafted user name or agent message cannot forge log lines.
+use pam_totp_proto::text::sanitize;
 use std::fmt;
 use zeroize::Zeroizing;
 
@@ -473,19 +475,6 @@ impl<P: PamIo, A: Agent> Login<'_, P, A> {
 
 fn shown(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("-")
-}
-
-/// Escapes control characters so a crafted user name or agent message cannot forge log lines.
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 fn trim_newline(answer: &mut Zeroizing<Vec<u8>>) {

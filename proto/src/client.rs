@@ -4,10 +4,16 @@
 //! The connect is non-blocking so a stopped agent with a full backlog cannot hang a login.
 //! Every send carries `MSG_NOSIGNAL`: a host program that keeps SIGPIPE at its default (most C
 //! programs: su, polkit helpers, screen lockers) must not die because the agent hung up.
+//!
+//! What takes more than one request (every page of `list` or `log`, an import split into
+//! requests that each fit in a frame) is in [`paging`].
+
+pub mod paging;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN, MAX_REPLY_LEN};
-use crate::message::{Reply, Request, RequestEnvelope, Response};
+use crate::message::{LogPage, Reply, Request, RequestEnvelope, Response};
+use crate::profile::ProfileView;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
@@ -17,6 +23,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
+
+pub use paging::import_batches;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -109,6 +117,22 @@ impl Client {
         let response: Response = serde_json::from_slice(&reply)
             .map_err(|e| ClientError::Protocol(format!("undecodable reply: {e}")))?;
         Result::<Reply, ApiError>::from(response).map_err(ClientError::Api)
+    }
+
+    /// Every profile, following the agent's pages (see [`paging::list_all`]).
+    pub fn list_all(&self) -> Result<Vec<ProfileView>, ClientError> {
+        paging::list_all(|request| self.call(request))
+    }
+
+    /// Up to `limit` audit entries, newest first, following the agent's pages (see
+    /// [`paging::log_pages`]).
+    pub fn log(
+        &self,
+        account: Option<String>,
+        since: Option<i64>,
+        limit: u32,
+    ) -> Result<LogPage, ClientError> {
+        paging::log_pages(|request| self.call(request), account, since, limit)
     }
 
     fn transport_error(&self, error: FrameError) -> ClientError {

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod message;
 pub mod profile;
 pub mod secret;
+pub mod text;
 pub mod validate;
 
 pub use audit::AuditResult;

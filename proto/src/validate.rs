@@ -18,6 +18,20 @@ pub const EMERGENCY_CODE_DIGITS: usize = 8;
 pub const MAX_CONTEXT_ITEM_BYTES: usize = 256;
 /// Blocked sources listed in one profile view (a profile can have many).
 pub const MAX_BLOCKED_SOURCES_SHOWN: u32 = 16;
+/// Most audit entries one `log` command asks for; the CLI follows the agent's pages (each at
+/// most [`crate::MAX_LOG_PAGE`]) up to this.
+pub const MAX_LOG_LIMIT: u32 = 10_000;
+/// Shortest TOTP/HOTP secret accepted, in bytes: shorter than 80 bits is refused (RFC 4226).
+pub const MIN_SECRET_BYTES: usize = 10;
+/// Longest TOTP/HOTP secret accepted, in bytes.
+pub const MAX_SECRET_BYTES: usize = 64;
+/// Most profiles one `import` request may carry; the agent refuses more.
+pub const MAX_IMPORT_BATCH: usize = 1000;
+/// Most profiles a client puts in one `import` request (fewer when they would not fit in one
+/// frame: see [`crate::client::import_batches`]). Half of what the agent takes, so each
+/// batch's transaction stays short and a reply, even one refusing every profile with a
+/// message, stays far below [`crate::frame::MAX_REPLY_LEN`].
+pub const IMPORT_BATCH: usize = 500;
 
 /// A login context as the agent accepts it: each item at most [`MAX_CONTEXT_ITEM_BYTES`] and
 /// free of control characters (it is recorded and shown). The target names the item.
