@@ -5,7 +5,6 @@
 //! Keys: a profile is identified by its account name; its `id` is an opaque number the store
 //! assigns when the profile is created (shown to clients, never used to find it).
 
-mod batch;
 #[cfg(test)]
 mod conformance;
 pub(crate) mod sqlite;

@@ -7,7 +7,7 @@
 //! rolls back only itself. The thread that finishes a job with nobody else waiting to run one
 //! commits the batch for everyone in it.
 
-use super::sqlite::write_error;
+use super::write_error;
 use super::StoreError;
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicUsize, Ordering};

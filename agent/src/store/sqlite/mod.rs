@@ -1,230 +1,31 @@
 //! The SQLite store: one row per profile, an audit table, WAL with full sync so an
 //! acknowledged login or enrollment survives a crash; concurrent writes share commits
-//! (see `batch`).
+//! (`batch`), reads use their own connections (`readers`).
 
-use super::batch::Batcher;
+mod batch;
+mod readers;
+mod rows;
+mod schema;
+
 use super::{
     AttemptTally, AuditEvent, AuditQuery, Change, Decision, LoginPlace, ProfileRecord,
     ProfileTally, SourceRecord, Store, StoreError,
 };
+use batch::Batcher;
 use pam_totp_proto::audit::Outcome;
-use pam_totp_proto::{Algorithm, AuditResult};
-use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
-use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use pam_totp_proto::AuditResult;
+use readers::Readers;
+use rows::*;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use std::path::Path;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
-/// Ordered migrations; `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[
-    "
-    CREATE TABLE profiles (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        account TEXT NOT NULL UNIQUE,
-        uid INTEGER NOT NULL,
-        secret BLOB NOT NULL,
-        algorithm TEXT NOT NULL CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
-        digits INTEGER NOT NULL CHECK (digits BETWEEN 6 AND 8),
-        period INTEGER NOT NULL CHECK (period > 0),
-        issuer TEXT NOT NULL,
-        comment TEXT,
-        created_at INTEGER NOT NULL,
-        changed_at INTEGER NOT NULL,
-        verified_at INTEGER,
-        last_used_at INTEGER,
-        enabled INTEGER NOT NULL,
-        last_step INTEGER,
-        failed_attempts INTEGER NOT NULL DEFAULT 0,
-        locked_until INTEGER,
-        emergency_codes TEXT NOT NULL DEFAULT ''
-    );
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY,
-        at INTEGER NOT NULL,
-        account TEXT NOT NULL,
-        uid INTEGER,
-        op TEXT NOT NULL,
-        result TEXT NOT NULL,
-        service TEXT,
-        rhost TEXT,
-        tty TEXT,
-        caller_uid INTEGER NOT NULL,
-        caller_pid INTEGER NOT NULL
-    );
-    CREATE INDEX audit_by_account ON audit (account, at);
-    CREATE INDEX audit_by_time ON audit (at);
-",
-    "
-    CREATE TABLE source_failures (
-        account TEXT NOT NULL,
-        source TEXT NOT NULL,
-        failures INTEGER NOT NULL,
-        blocked_until INTEGER,
-        last_failure_at INTEGER NOT NULL,
-        PRIMARY KEY (account, source)
-    ) WITHOUT ROWID;
-",
-    "
-    ALTER TABLE profiles ADD COLUMN skew_window INTEGER;
-",
-    "
-    ALTER TABLE audit ADD COLUMN ruser TEXT;
-    CREATE INDEX profiles_by_uid ON profiles (uid);
-    CREATE INDEX sources_by_block ON source_failures (account, blocked_until);
-",
-];
-
-/// Read connections kept open; more readers at once wait for one. Reads are short.
-const MAX_READERS: usize = 4;
 /// Audit rows deleted per write job when pruning, so logins queue behind small batches.
 const PRUNE_CHUNK: i64 = 2000;
-
-/// A source's failures are forgotten a day after its last one, once it is not blocked:
-/// enough to throttle an attacker, and it bounds the table when addresses rotate.
-const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
-
-/// The profile table's columns besides `id`, in [`ProfileRecord`]'s field order: the one list
-/// the SELECT, INSERT and UPDATE statements and both row mappings are built from.
-const PROFILE_COLUMNS: [&str; 18] = [
-    "account",
-    "uid",
-    "secret",
-    "algorithm",
-    "digits",
-    "period",
-    "issuer",
-    "comment",
-    "created_at",
-    "changed_at",
-    "verified_at",
-    "last_used_at",
-    "enabled",
-    "last_step",
-    "failed_attempts",
-    "locked_until",
-    "emergency_codes",
-    "skew_window",
-];
-
-/// The profile statements, built once from [`PROFILE_COLUMNS`].
-struct ProfileSql {
-    select: String,
-    insert: String,
-    update: String,
-}
-
-fn profile_sql() -> &'static ProfileSql {
-    static SQL: OnceLock<ProfileSql> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let columns = PROFILE_COLUMNS.join(", ");
-        let numbered = |from: usize| (from..from + PROFILE_COLUMNS.len()).map(|n| format!("?{n}"));
-        let placeholders: Vec<String> = numbered(1).collect();
-        let assignments: Vec<String> = PROFILE_COLUMNS
-            .iter()
-            .zip(numbered(1))
-            .map(|(column, placeholder)| format!("{column} = {placeholder}"))
-            .collect();
-        ProfileSql {
-            select: format!("SELECT id, {columns} FROM profiles"),
-            insert: format!(
-                "INSERT INTO profiles ({columns}) VALUES ({})",
-                placeholders.join(", ")
-            ),
-            // Keyed by the account (the first column), never by the id.
-            update: format!(
-                "UPDATE profiles SET {} WHERE account = ?1",
-                assignments.join(", ")
-            ),
-        }
-    })
-}
-
-/// The results `status` counts as logins or as failures (from the one vocabulary), as SQL
-/// lists.
-fn results_sql(outcome: Outcome) -> String {
-    AuditResult::ALL
-        .iter()
-        .filter(|result| result.outcome() == outcome)
-        .map(|result| format!("'{}'", result.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 pub struct SqliteStore {
     batches: Batcher,
     readers: Readers,
-}
-
-/// Connections that only read. In WAL mode each sees the last committed state and never
-/// waits for the writer, so `show`, `probe` and `log` do not queue behind a batch of logins
-/// (nor see its uncommitted changes).
-struct Readers {
-    path: PathBuf,
-    pool: Mutex<ReaderPool>,
-    returned: Condvar,
-}
-
-#[derive(Default)]
-struct ReaderPool {
-    idle: Vec<Connection>,
-    /// Connections open, idle or lent out.
-    open: usize,
-}
-
-impl Readers {
-    fn read<T>(
-        &self,
-        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let connection = self.take()?;
-        let result = read(&connection);
-        let mut pool = lock(&self.pool);
-        pool.idle.push(connection);
-        self.returned.notify_one();
-        result
-    }
-
-    fn take(&self) -> Result<Connection, StoreError> {
-        let mut pool = lock(&self.pool);
-        loop {
-            if let Some(connection) = pool.idle.pop() {
-                return Ok(connection);
-            }
-            if pool.open < MAX_READERS {
-                pool.open += 1;
-                drop(pool);
-                let opened = open_reader(&self.path);
-                if opened.is_err() {
-                    lock(&self.pool).open -= 1;
-                }
-                return opened;
-            }
-            pool = self
-                .returned
-                .wait(pool)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The pool is a plain list: a panic elsewhere cannot leave it inconsistent.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path).map_err(read_error)?;
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .map_err(read_error)?;
-    // query_only: this connection can never write, whatever a bug asks of it. A small page
-    // cache per reader keeps memory flat.
-    connection
-        .execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -1024;")
-        .map_err(read_error)?;
-    connection.set_prepared_statement_cache_capacity(32);
-    Ok(connection)
 }
 
 /// What SQLite's error means for the caller: "not now" (full or read-only disk, busy, cannot
@@ -248,11 +49,11 @@ fn classify(error: &rusqlite::Error) -> fn(String) -> StoreError {
     }
 }
 
-pub(super) fn read_error(error: rusqlite::Error) -> StoreError {
+pub(crate) fn read_error(error: rusqlite::Error) -> StoreError {
     classify(&error)(format!("cannot read state: {error}"))
 }
 
-pub(super) fn write_error(error: rusqlite::Error) -> StoreError {
+pub(crate) fn write_error(error: rusqlite::Error) -> StoreError {
     classify(&error)(format!("cannot record state: {error}"))
 }
 
@@ -268,15 +69,11 @@ impl SqliteStore {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
             )
             .map_err(read_error)?;
-        migrate(&mut connection)?;
+        schema::migrate(&mut connection)?;
         connection.set_prepared_statement_cache_capacity(64);
         Ok(Self {
             batches: Batcher::new(connection),
-            readers: Readers {
-                path: path.to_owned(),
-                pool: Mutex::new(ReaderPool::default()),
-                returned: Condvar::new(),
-            },
+            readers: Readers::new(path),
         })
     }
 
@@ -298,232 +95,6 @@ impl SqliteStore {
                 .one("PRAGMA integrity_check", [], |row| row.get(0))
                 .map_err(read_error)
         })
-    }
-}
-
-fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = connection
-        .one("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(read_error)?;
-    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
-    if version > known {
-        return Err(StoreError::Internal(format!(
-            "database is from an unknown version: schema version {version} is newer than \
-             this agent knows ({known})"
-        )));
-    }
-    let pending = usize::try_from(version).unwrap_or(0);
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(pending) {
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_error)?;
-        tx.execute_batch(sql).map_err(write_error)?;
-        tx.pragma_update(
-            None,
-            "user_version",
-            i64::try_from(index + 1).unwrap_or(i64::MAX),
-        )
-        .map_err(write_error)?;
-        tx.commit().map_err(write_error)?;
-    }
-    Ok(())
-}
-
-/// A profile from a row of `profile_sql().select`: `id`, then [`PROFILE_COLUMNS`] in order.
-fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ProfileRecord> {
-    let mut column = 0..;
-    let mut next = || column.next().unwrap_or(usize::MAX);
-    let id = row.get(next())?;
-    let account = row.get(next())?;
-    let uid = row.get(next())?;
-    let secret = Zeroizing::new(row.get(next())?);
-    let algorithm_column = next();
-    let algorithm: String = row.get(algorithm_column)?;
-    let algorithm = algorithm.parse::<Algorithm>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(
-            algorithm_column,
-            rusqlite::types::Type::Text,
-            e.into(),
-        )
-    })?;
-    Ok(ProfileRecord {
-        id,
-        account,
-        uid,
-        secret,
-        algorithm,
-        digits: row.get(next())?,
-        period: row.get(next())?,
-        issuer: row.get(next())?,
-        comment: row.get(next())?,
-        created_at: row.get(next())?,
-        changed_at: row.get(next())?,
-        verified_at: row.get(next())?,
-        last_used_at: row.get(next())?,
-        enabled: row.get(next())?,
-        last_step: row.get(next())?,
-        failed_attempts: row.get(next())?,
-        locked_until: row.get(next())?,
-        emergency_codes: row
-            .get::<_, String>(next())?
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        window: row.get(next())?,
-    })
-}
-
-/// A profile's values for [`PROFILE_COLUMNS`], in order (the secret is not copied).
-fn profile_values(record: &ProfileRecord) -> [ToSqlOutput<'_>; PROFILE_COLUMNS.len()] {
-    let owned = |value: Value| ToSqlOutput::Owned(value);
-    let int = |value: i64| owned(Value::Integer(value));
-    let opt = |value: Option<i64>| owned(value.map_or(Value::Null, Value::Integer));
-    [
-        ToSqlOutput::Borrowed(ValueRef::Text(record.account.as_bytes())),
-        int(i64::from(record.uid)),
-        ToSqlOutput::Borrowed(ValueRef::Blob(&record.secret)),
-        ToSqlOutput::Borrowed(ValueRef::Text(record.algorithm.as_str().as_bytes())),
-        int(i64::from(record.digits)),
-        int(i64::from(record.period)),
-        ToSqlOutput::Borrowed(ValueRef::Text(record.issuer.as_bytes())),
-        record.comment.as_deref().map_or(owned(Value::Null), |c| {
-            ToSqlOutput::Borrowed(ValueRef::Text(c.as_bytes()))
-        }),
-        int(record.created_at),
-        int(record.changed_at),
-        opt(record.verified_at),
-        opt(record.last_used_at),
-        int(i64::from(record.enabled)),
-        opt(record.last_step),
-        int(i64::from(record.failed_attempts)),
-        opt(record.locked_until),
-        owned(Value::Text(record.emergency_codes.join(","))),
-        opt(record.window.map(i64::from)),
-    ]
-}
-
-fn load(connection: &Connection, account: &str) -> Result<Option<ProfileRecord>, StoreError> {
-    connection
-        .one(
-            &format!("{} WHERE account = ?1", profile_sql().select),
-            [account],
-            record_from_row,
-        )
-        .optional()
-        .map_err(read_error)
-}
-
-/// Stores a new profile for the account (replacing any it had); assigns its id.
-fn create(tx: &Connection, record: &mut ProfileRecord) -> rusqlite::Result<()> {
-    tx.run("DELETE FROM profiles WHERE account = ?1", [&record.account])?;
-    tx.run(
-        &profile_sql().insert,
-        rusqlite::params_from_iter(profile_values(record)),
-    )?;
-    record.id = tx.last_insert_rowid();
-    Ok(())
-}
-
-/// Stores new values for the account's existing profile.
-fn update(tx: &Connection, record: &ProfileRecord) -> rusqlite::Result<()> {
-    tx.run(
-        &profile_sql().update,
-        rusqlite::params_from_iter(profile_values(record)),
-    )?;
-    Ok(())
-}
-
-fn load_source(
-    connection: &Connection,
-    account: &str,
-    source: &str,
-) -> Result<SourceRecord, StoreError> {
-    connection
-        .one(
-            "SELECT failures, blocked_until, last_failure_at FROM source_failures \
-             WHERE account = ?1 AND source = ?2",
-            [account, source],
-            |row| {
-                Ok(SourceRecord {
-                    failures: row.get(0)?,
-                    blocked_until: row.get(1)?,
-                    last_failure_at: row.get(2)?,
-                })
-            },
-        )
-        .optional()
-        .map(Option::unwrap_or_default)
-        .map_err(read_error)
-}
-
-fn save_source(
-    tx: &Connection,
-    account: &str,
-    source: &str,
-    record: &SourceRecord,
-) -> rusqlite::Result<()> {
-    if record.is_clear() {
-        tx.run(
-            "DELETE FROM source_failures WHERE account = ?1 AND source = ?2",
-            [account, source],
-        )?;
-        return Ok(());
-    }
-    tx.run(
-        "INSERT INTO source_failures (account, source, failures, blocked_until, last_failure_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (account, source) DO UPDATE SET \
-         failures = excluded.failures, blocked_until = excluded.blocked_until, \
-         last_failure_at = excluded.last_failure_at",
-        params![
-            account,
-            source,
-            record.failures,
-            record.blocked_until,
-            record.last_failure_at
-        ],
-    )?;
-    let horizon = record.last_failure_at - SOURCE_RETENTION_SECONDS;
-    tx.run(
-        "DELETE FROM source_failures WHERE account = ?1 AND last_failure_at < ?2 \
-         AND (blocked_until IS NULL OR blocked_until < ?3)",
-        params![account, horizon, record.last_failure_at],
-    )?;
-    Ok(())
-}
-
-fn clear_sources(tx: &Connection, account: &str) -> rusqlite::Result<()> {
-    tx.run("DELETE FROM source_failures WHERE account = ?1", [account])?;
-    Ok(())
-}
-
-/// A `count(*)` column (never negative) as u64.
-fn count(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
-    let value: i64 = row.get(index)?;
-    Ok(u64::try_from(value).unwrap_or(0))
-}
-
-/// Statements are prepared once per connection and reused: parsing SQL text on every
-/// login was a seventh of the agent's work.
-trait Cached {
-    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
-    fn one<T, P, F>(&self, sql: &str, params: P, read: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>;
-}
-
-impl Cached for Connection {
-    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
-    }
-
-    fn one<T, P, F>(&self, sql: &str, params: P, read: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    {
-        self.prepare_cached(sql)?.query_row(params, read)
     }
 }
 
@@ -570,27 +141,6 @@ fn apply(
         insert_audit(connection, &event).map_err(write_error)?;
     }
     Ok(stored)
-}
-
-fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result<()> {
-    connection.run(
-        "INSERT INTO audit (at, account, uid, op, result, service, rhost, tty, ruser, \
-         caller_uid, caller_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            event.at,
-            event.account,
-            event.uid,
-            event.op,
-            event.result.as_str(),
-            event.service,
-            event.rhost,
-            event.tty,
-            event.ruser,
-            event.caller_uid,
-            event.caller_pid,
-        ],
-    )?;
-    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -832,6 +382,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::store::{CodeSettings, Outcome};
+    use pam_totp_proto::Algorithm;
+    use zeroize::Zeroizing;
 
     fn record(account: &str) -> ProfileRecord {
         let settings = CodeSettings {
