@@ -2,7 +2,7 @@
 
 use crate::args::{sanitize, Command, EnrollArgs, ImportSource, CODE_FROM_STDIN};
 use crate::timefmt::{self, Zone};
-use pam_totp_proto::{validate, ApiError, EnrollRequest, Request, SecretString, PROFILE_FIELDS};
+use pam_totp_proto::{profile_fields, validate, ApiError, EnrollRequest, Request, SecretString};
 
 /// Most entries one `log` asks for (the agent's limit).
 pub const MAX_LOG_LIMIT: u32 = 10_000;
@@ -306,13 +306,13 @@ pub fn parse_fields(names: &[String]) -> Result<Vec<&'static str>, ApiError> {
         if name.is_empty() {
             return Err(ApiError::invalid("fields", "empty field name in --fields"));
         }
-        let Some(field) = PROFILE_FIELDS.iter().find(|known| **known == name) else {
+        let Some(field) = profile_fields().iter().find(|known| **known == name) else {
             return Err(ApiError::invalid(
                 "fields",
                 format!(
                     "unknown field '{}' (known: {})",
                     sanitize(name),
-                    PROFILE_FIELDS.join(", ")
+                    profile_fields().join(", ")
                 ),
             ));
         };

@@ -8,8 +8,8 @@ use crate::qr;
 use crate::style::{paint, result_paint, Paint};
 use crate::timefmt::Zone;
 use pam_totp_proto::{
-    ApiError, AuditEntry, CodesReply, EnrollReply, LogPage, ProfileView, Reply, StatusReply,
-    PROFILE_FIELDS,
+    profile_fields, ApiError, AuditEntry, CodesReply, EnrollReply, LogPage, ProfileView, Reply,
+    StatusReply,
 };
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
@@ -83,7 +83,7 @@ pub fn render(
             }
         }
         (View::Show { fields }, Reply::Profile(profile)) => {
-            let fields = fields.as_deref().unwrap_or(PROFILE_FIELDS);
+            let fields = fields.as_deref().unwrap_or(profile_fields());
             let object = profile_object(&profile)?;
             if json {
                 push_json(&mut out, &Picked::new(&object, fields))?;
@@ -97,7 +97,7 @@ pub fn render(
                 .map(profile_object)
                 .collect::<Result<Vec<_>, _>>()?;
             if json {
-                let fields = fields.as_deref().unwrap_or(PROFILE_FIELDS);
+                let fields = fields.as_deref().unwrap_or(profile_fields());
                 let picked: Vec<Picked<'_>> =
                     objects.iter().map(|o| Picked::new(o, fields)).collect();
                 push_json(&mut out, &picked)?;
@@ -579,7 +579,7 @@ mod tests {
         assert_eq!(value["account"], "alice");
         assert_eq!(value["type"], "totp");
         assert_eq!(value["last_used_at"], Value::Null);
-        assert_eq!(value.as_object().unwrap().len(), PROFILE_FIELDS.len());
+        assert_eq!(value.as_object().unwrap().len(), profile_fields().len());
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use message::{
     ImportProfile, LogPage, LoginContext, ProbeReply, ProfileCounts, RecentAttempts, Reply,
     Request, RequestEnvelope, Response, StatusReply, MAX_LIST_PAGE, MAX_LOG_PAGE, PROTOCOL_VERSION,
 };
-pub use profile::{Algorithm, BlockedSource, ProfileView, PROFILE_FIELDS};
+pub use profile::{profile_fields, Algorithm, BlockedSource, ProfileView};
 pub use secret::SecretString;
 
 /// Default path of the agent socket.

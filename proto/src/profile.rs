@@ -46,31 +46,11 @@ impl FromStr for Algorithm {
     }
 }
 
-/// Field names of [`ProfileView`], in output order (for `--fields`).
-pub const PROFILE_FIELDS: &[&str] = &[
-    "id",
-    "account",
-    "uid",
-    "type",
-    "owner",
-    "scope",
-    "verified",
-    "enabled",
-    "algorithm",
-    "digits",
-    "period",
-    "sha_fingerprint",
-    "comment",
-    "created_at",
-    "changed_at",
-    "verified_at",
-    "last_used_at",
-    "failed_attempts",
-    "locked_until",
-    "blocked_sources",
-    "emergency_codes_remaining",
-    "can",
-];
+/// Field names of [`ProfileView`] as they appear in JSON, in output order (for `--fields`):
+/// read from the struct itself, so the list cannot drift from it.
+pub fn profile_fields() -> &'static [&'static str] {
+    serde_aux::serde_introspection::serde_introspect::<ProfileView>()
+}
 
 /// A source (remote host, or local caller) whose failures currently block it from this
 /// account, as `show` explains a refusal.
@@ -158,7 +138,7 @@ mod tests {
             .and_then(|v| v.as_object())
             .map(|o| o.keys().cloned().collect())
             .unwrap_or_default();
-        let mut expected: Vec<String> = PROFILE_FIELDS.iter().map(|s| s.to_string()).collect();
+        let mut expected: Vec<String> = profile_fields().iter().map(|s| s.to_string()).collect();
         expected.sort();
         let mut keys_sorted = keys.clone();
         keys_sorted.sort();

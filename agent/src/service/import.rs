@@ -6,16 +6,12 @@ use crate::authz::{self, Op, Relation};
 use crate::config::MAX_WINDOW;
 use crate::secret;
 use crate::store::{Change, CodeSettings, Decision, Outcome, ProfileRecord};
-use pam_totp_proto::validate::{self, EMERGENCY_CODE_DIGITS};
+use pam_totp_proto::validate::{
+    self, EMERGENCY_CODE_DIGITS, MAX_IMPORT_BATCH, MAX_SECRET_BYTES, MIN_SECRET_BYTES,
+};
 use pam_totp_proto::{
     ApiError, AuditResult, ErrorCode, ImportOutcome, ImportProfile, LoginContext, Reply,
 };
-
-/// Profiles in one request; a frame could not carry many more anyway.
-pub const MAX_IMPORT_BATCH: usize = 1000;
-/// Secrets shorter than 80 bits are refused, as RFC 4226 recommends.
-const MIN_SECRET_BYTES: usize = 10;
-const MAX_SECRET_BYTES: usize = 64;
 
 impl Service {
     pub(super) fn import(
