@@ -197,7 +197,8 @@ fn serve_connection(stream: &UnixStream, peer: Peer, service: &Service, timeout:
         return;
     }
     if let Err(e) = write_frame(&mut io, &payload) {
-        log::warn!("uid={} pid={}: cannot send reply: {e}", peer.uid, peer.pid);
+        // Within the caller's budget: a user hanging up before every reply cannot flood the log.
+        service.log_dropped(peer, &format!("cannot send reply: {e}"));
     }
 }
 

@@ -66,7 +66,7 @@ impl RequestBudget {
         }
         let summary = ended.filter(|w| w.over() > 0).map(|w| {
             format!(
-                "warning: uid={uid}: {} more requests in {WINDOW_SECONDS} s were not logged, \
+                "uid={uid}: {} more requests in {WINDOW_SECONDS} s were not logged, \
                  nor audited when refused (more than {PER_WINDOW} a window)",
                 w.over()
             )

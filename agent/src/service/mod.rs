@@ -208,7 +208,7 @@ impl Service {
         }
         let admission = self.budget.admit(peer.uid, self.clock.now());
         if let Some(summary) = admission.summary {
-            log::warn!("{}", summary.strip_prefix("warning: ").unwrap_or(&summary));
+            log::warn!("{summary}");
         }
         admission.audible
     }
