@@ -1,7 +1,8 @@
 //! One subcommand -> one validated proto request, plus how its reply is to be shown.
 
-use crate::args::{sanitize, Command, EnrollArgs, ImportSource, CODE_FROM_STDIN};
+use crate::args::{Command, EnrollArgs, ImportSource, CODE_FROM_STDIN};
 use crate::timefmt::{self, Zone};
+use pam_totp_proto::text::sanitize;
 use pam_totp_proto::{profile_fields, validate, ApiError, EnrollRequest, Request, SecretString};
 
 /// Most entries one `log` asks for (the agent's limit).

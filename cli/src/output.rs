@@ -2,11 +2,11 @@
 //! the agent's values unchanged (times in RFC 3339 UTC); human text shows times in local time,
 //! aligns tables, and is coloured only when [`Human::colour`] allows it.
 
-use crate::args::sanitize;
 use crate::commands::View;
 use crate::qr;
 use crate::style::{paint, result_paint, Paint};
 use crate::timefmt::Zone;
+use pam_totp_proto::text::sanitize;
 use pam_totp_proto::{
     profile_fields, ApiError, AuditEntry, CodesReply, EnrollReply, LogPage, ProfileView, Reply,
     StatusReply,

@@ -111,7 +111,10 @@ mod tests {
             assert_eq!(result_paint(result), Some(Paint::Red), "{failure}");
         }
         assert_eq!(result_paint(AuditResult::Grace), Some(Paint::Yellow));
-        assert_eq!(result_paint(AuditResult::EmergencyCode), Some(Paint::Yellow));
+        assert_eq!(
+            result_paint(AuditResult::EmergencyCode),
+            Some(Paint::Yellow)
+        );
         assert_eq!(result_paint(AuditResult::parse("something_new")), None);
     }
 }

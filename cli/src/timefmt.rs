@@ -59,7 +59,10 @@ pub fn parse_since(text: &str, now: i64, zone: Zone) -> Result<i64, ApiError> {
     let bad = |why: &str| {
         ApiError::invalid(
             "since",
-            format!("invalid --since '{}': {why}", crate::args::sanitize(text)),
+            format!(
+                "invalid --since '{}': {why}",
+                pam_totp_proto::text::sanitize(text)
+            ),
         )
     };
     if text.is_empty() {

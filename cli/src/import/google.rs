@@ -13,8 +13,9 @@
 //!
 //! Nothing here ever repeats the secret or a scratch code in a message.
 
-use super::{normalize_base32, secret_bytes_ok, MAX_SECRET_BYTES, MIN_SECRET_BYTES};
+use super::base32::{normalize_base32, secret_bytes_ok};
 use pam_totp_proto::validate::{self, EMERGENCY_CODE_DIGITS};
+use pam_totp_proto::validate::{MAX_SECRET_BYTES, MIN_SECRET_BYTES};
 use pam_totp_proto::{ApiError, ErrorCode, SecretString};
 
 /// Largest skew window pam-totp accepts, in steps either side (the agent's limit).

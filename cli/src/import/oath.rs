@@ -7,7 +7,8 @@
 //! password, and malformed lines are reported with their line numbers, each on its own.
 //! Nothing here ever repeats a secret or a password in a message.
 
-use super::{secret_bytes_ok, MAX_SECRET_BYTES, MIN_SECRET_BYTES};
+use super::base32::secret_bytes_ok;
+use pam_totp_proto::validate::{MAX_SECRET_BYTES, MIN_SECRET_BYTES};
 use pam_totp_proto::{validate, ApiError, ErrorCode, SecretString};
 use zeroize::Zeroizing;
 
@@ -122,7 +123,7 @@ fn token_type(kind: &str) -> Result<(u8, u32), ApiError> {
             format!(
                 "{} is a counter-based token: counter-based (HOTP) codes cannot move to a \
                  time-based (TOTP) profile",
-                crate::args::sanitize(kind)
+                pam_totp_proto::text::sanitize(kind)
             ),
         )
         .with_target("type")),
@@ -131,7 +132,7 @@ fn token_type(kind: &str) -> Result<(u8, u32), ApiError> {
             format!(
                 "unknown token type '{}': expected HOTP/T30 or HOTP/T60, optionally with /6, \
                  /7 or /8",
-                crate::args::sanitize(kind)
+                pam_totp_proto::text::sanitize(kind)
             ),
         )),
     }

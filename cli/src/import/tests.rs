@@ -1,10 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use super::files::{check_secret_file, FileFacts, Owners};
+use super::world::Passwd;
 use super::*;
 use crate::args::Cli;
 use clap::Parser;
-use serde_json::json;
+use pam_totp_proto::{ImportOutcome, Reply, Request};
+use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 const HEX: &str = "3132333435363738393031323334353637383930";
 
@@ -96,9 +101,12 @@ impl World for Fake {
         ))
     }
 
-    fn account_exists(&mut self, account: &str) -> Result<bool, ApiError> {
-        self.lookups += 1;
-        Ok(self.accounts.contains(account))
+    fn accounts_exist(&mut self, accounts: &[&str]) -> Vec<Result<bool, ApiError>> {
+        self.lookups += accounts.len();
+        accounts
+            .iter()
+            .map(|account| Ok(self.accounts.contains(*account)))
+            .collect()
     }
 
     fn passwd_of(&mut self, account: &str) -> Result<Option<Passwd>, ApiError> {
@@ -337,34 +345,6 @@ fn google_file_must_be_the_accounts_own() {
 }
 
 #[test]
-fn secret_file_checks() {
-    let owners = Owners {
-        account: "alice".into(),
-        uid: 1000,
-        caller: Some(0),
-    };
-    let facts = |regular, uid, mode| FileFacts { regular, uid, mode };
-    assert!(check_secret_file("f", facts(true, 1000, 0o400), &owners).is_ok());
-    assert!(check_secret_file("f", facts(true, 0, 0o600), &owners).is_ok());
-    assert!(check_secret_file("f", facts(true, 1000, 0o4755), &owners).is_ok());
-    let error = check_secret_file("f", facts(false, 1000, 0o600), &owners).unwrap_err();
-    assert_eq!(
-        (error.code, error.target.as_deref()),
-        (ErrorCode::InvalidArgument, Some("file"))
-    );
-    let error = check_secret_file("f", facts(true, 1001, 0o600), &owners).unwrap_err();
-    assert_eq!(error.code, ErrorCode::FailedPrecondition);
-    let own = Owners {
-        caller: Some(1000),
-        ..owners.clone()
-    };
-    let error = check_secret_file("f", facts(true, 0, 0o600), &own).unwrap_err();
-    assert!(!error.message.contains("or by you"), "{}", error.message);
-    let error = check_secret_file("f", facts(true, 1000, 0o660), &owners).unwrap_err();
-    assert_eq!(error.code, ErrorCode::FailedPrecondition);
-}
-
-#[test]
 fn google_refused_by_the_agent_is_the_agent_error() {
     let mut fake = Fake::with_accounts(&["alice"]).file("/ga", GA_FILE);
     fake.existing.insert("alice".into());
@@ -555,189 +535,4 @@ fn a_batch_refused_as_a_whole_goes_on_an_unreachable_agent_stops() {
         "{}",
         error.message
     );
-}
-
-fn candidate(account: &str) -> Candidate {
-    Candidate {
-        entry: 0,
-        profile: ImportProfile {
-            account: account.to_owned(),
-            secret: SecretString::from("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
-            algorithm: Algorithm::Sha1,
-            digits: 6,
-            period: 30,
-            window: None,
-            emergency_codes: Vec::new(),
-            comment: Some(OATH_COMMENT.into()),
-        },
-    }
-}
-
-#[test]
-fn batches_fit_in_a_frame_both_ways() {
-    let short: Vec<Candidate> = (0..10_000).map(|i| candidate(&format!("u{i}"))).collect();
-    let batches = batches(short);
-    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 10_000);
-    assert!(batches.len() < 10_000 / 100, "{} batches", batches.len());
-    for batch in &batches {
-        assert!(batch.len() <= MAX_BATCH);
-        let request = Request::Import {
-            profiles: batch.iter().map(|c| c.profile.clone()).collect(),
-            replace: true,
-        };
-        let bytes = serde_json::to_vec(&pam_totp_proto::RequestEnvelope::new(request)).unwrap();
-        assert!(bytes.len() <= MAX_FRAME_LEN, "{}", bytes.len());
-        // The reply if every profile is refused with the longest message the agent has.
-        let reply = pam_totp_proto::Response::Ok(Reply::Imported(
-            batch
-                .iter()
-                .map(|c| ImportOutcome {
-                    account: c.profile.account.clone(),
-                    error: Some(
-                        ApiError::new(
-                            ErrorCode::AlreadyExists,
-                            format!(
-                                "account '{}' already has a TOTP profile: use --replace",
-                                c.profile.account
-                            ),
-                        )
-                        .with_target("account"),
-                    ),
-                })
-                .collect(),
-        ));
-        assert!(serde_json::to_vec(&reply).unwrap().len() <= MAX_FRAME_LEN);
-    }
-    // Long names make smaller batches.
-    let long: Vec<Candidate> = (0..1000)
-        .map(|i| candidate(&format!("{i}{}", "x".repeat(200))))
-        .collect();
-    for batch in batches_of(long) {
-        let request = Request::Import {
-            profiles: batch.iter().map(|c| c.profile.clone()).collect(),
-            replace: false,
-        };
-        let bytes = serde_json::to_vec(&pam_totp_proto::RequestEnvelope::new(request)).unwrap();
-        assert!(bytes.len() <= MAX_FRAME_LEN);
-    }
-}
-
-fn batches_of(candidates: Vec<Candidate>) -> Vec<Vec<Candidate>> {
-    batches(candidates)
-}
-
-#[test]
-fn base32_normalization() {
-    assert_eq!(
-        normalize_base32(" jbsw-y3dp ehpk3pxp== ", false)
-            .unwrap()
-            .expose(),
-        "JBSWY3DPEHPK3PXP"
-    );
-    assert!(normalize_base32("JBSW0", false).is_none());
-    assert_eq!(normalize_base32("JBSW0", true).unwrap().expose(), "JBSWO");
-    assert!(normalize_base32("", false).is_none());
-    assert!(normalize_base32("====", false).is_none());
-    assert!(secret_bytes_ok(&SecretString::from("JBSWY3DPEHPK3PXP")));
-    assert!(!secret_bytes_ok(&SecretString::from("JBSWY3DP")));
-}
-
-#[test]
-fn reading_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    std::fs::write(&path, "hello").unwrap();
-    assert_eq!(read_file(&path, 10).unwrap().as_slice(), b"hello");
-    assert_eq!(
-        read_file(&path, 4).unwrap_err().target.as_deref(),
-        Some("file")
-    );
-    assert_eq!(
-        read_file(dir.path(), 10).unwrap_err().target.as_deref(),
-        Some("file")
-    );
-    let missing = read_file(&dir.path().join("none"), 10).unwrap_err();
-    assert_eq!(
-        (missing.code, missing.target.as_deref()),
-        (ErrorCode::InvalidArgument, Some("file"))
-    );
-    // A FIFO is refused at once instead of blocking.
-    let fifo = dir.path().join("fifo");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    assert_eq!(
-        read_file(&fifo, 10).unwrap_err().target.as_deref(),
-        Some("file")
-    );
-}
-
-#[test]
-fn reading_secret_files() {
-    use std::os::unix::fs::PermissionsExt;
-    let me = nix::unistd::getuid().as_raw();
-    let mine = Owners {
-        account: "me".into(),
-        uid: me,
-        caller: None,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ga");
-    std::fs::write(&path, "hello").unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(
-        read_secret_file(&path, 10, &mine).unwrap().as_slice(),
-        b"hello"
-    );
-    // A symbolic link to it is not followed, however good the file it names.
-    let link = dir.path().join("link");
-    std::os::unix::fs::symlink(&path, &link).unwrap();
-    let error = read_secret_file(&link, 10, &mine).unwrap_err();
-    assert_eq!(
-        (error.code, error.target.as_deref()),
-        (ErrorCode::FailedPrecondition, Some("file"))
-    );
-    assert!(error.message.contains("symbolic link"), "{}", error.message);
-    // read_file (a usersfile) still follows links.
-    assert_eq!(read_file(&link, 10).unwrap().as_slice(), b"hello");
-    // The owner and mode of the opened file.
-    let someone_else = Owners {
-        uid: me.wrapping_add(1),
-        ..mine.clone()
-    };
-    let error = read_secret_file(&path, 10, &someone_else).unwrap_err();
-    assert_eq!(error.code, ErrorCode::FailedPrecondition);
-    assert!(error.message.contains("owned by"), "{}", error.message);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let error = read_secret_file(&path, 10, &mine).unwrap_err();
-    assert!(error.message.contains("writable"), "{}", error.message);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    // Size, missing files, directories and FIFOs as read_file.
-    assert_eq!(
-        read_secret_file(&path, 4, &mine)
-            .unwrap_err()
-            .target
-            .as_deref(),
-        Some("file")
-    );
-    let missing = read_secret_file(&dir.path().join("none"), 10, &mine).unwrap_err();
-    assert_eq!(missing.code, ErrorCode::InvalidArgument);
-    let error = read_secret_file(dir.path(), 10, &mine).unwrap_err();
-    assert_eq!(
-        (error.code, error.target.as_deref()),
-        (ErrorCode::InvalidArgument, Some("file"))
-    );
-    let fifo = dir.path().join("fifo");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    assert_eq!(
-        read_secret_file(&fifo, 10, &mine).unwrap_err().code,
-        ErrorCode::InvalidArgument
-    );
-}
-
-#[test]
-fn nss_enumeration_finds_root() {
-    let names = enumerate_accounts();
-    // Empty only where getent cannot run; then names are looked up one by one.
-    if !names.is_empty() {
-        assert!(names.contains("root"), "{names:?}");
-    }
 }

@@ -1,10 +1,14 @@
-//! Command-line syntax (clap) and the mapping of clap's parse errors onto contract errors.
+//! Command-line syntax (clap); how clap's parse errors become contract errors is in
+//! [`parse_error`].
 
-use clap::error::{ContextKind, ContextValue, ErrorKind};
+mod parse_error;
+
+pub use parse_error::{classify, field_of, to_api_error, wants_json, ParseFailure};
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pam_totp_proto::{Algorithm, ApiError, SecretString};
 use std::convert::Infallible;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Environment variable naming the agent socket (below `--socket`, above the default).
@@ -274,217 +278,10 @@ fn secret(value: &str) -> Result<SecretString, Infallible> {
     Ok(SecretString::from(value))
 }
 
-/// Whether `--json` appears among the raw arguments (before any `--`), for errors raised
-/// before parsing completes.
-pub fn wants_json(args: &[OsString]) -> bool {
-    args.iter()
-        .skip(1)
-        .take_while(|arg| arg.as_os_str() != OsStr::new("--"))
-        .any(|arg| arg.as_os_str() == OsStr::new("--json"))
-}
-
-/// What to do with a clap error: help and version are printed as clap renders them.
-pub enum ParseFailure {
-    Display(clap::Error),
-    Invalid(ApiError),
-}
-
-pub fn classify(error: clap::Error) -> ParseFailure {
-    match error.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ParseFailure::Display(error),
-        _ => ParseFailure::Invalid(to_api_error(&error)),
-    }
-}
-
-/// Turns a clap error into a one-line `invalid_argument` whose target names the field.
-pub fn to_api_error(error: &clap::Error) -> ApiError {
-    let arg = context_string(error, ContextKind::InvalidArg);
-    let mut target = arg.as_deref().and_then(field_of);
-    let shown_arg = arg.as_deref().map(display_arg).unwrap_or_default();
-    let value = context_string(error, ContextKind::InvalidValue).map(|v| redact(&v));
-    let message = match error.kind() {
-        ErrorKind::InvalidValue if value.as_deref().is_none_or(str::is_empty) => {
-            format!("{shown_arg} needs a value")
-        }
-        ErrorKind::InvalidValue => {
-            let valid = context_strings(error, ContextKind::ValidValue);
-            let mut message = format!(
-                "invalid value '{}' for {shown_arg}",
-                value.unwrap_or_default()
-            );
-            if !valid.is_empty() {
-                message.push_str(&format!(": expected one of {}", valid.join(", ")));
-            }
-            message
-        }
-        ErrorKind::ValueValidation => {
-            let reason = std::error::Error::source(error)
-                .map(|source| format!(": {source}"))
-                .unwrap_or_default();
-            format!(
-                "invalid value '{}' for {shown_arg}{reason}",
-                value.unwrap_or_default()
-            )
-        }
-        ErrorKind::UnknownArgument => {
-            let raw = arg.clone().unwrap_or_default();
-            // A stray positional names no field; an unknown flag is its own target.
-            if !raw.starts_with("--") {
-                target = None;
-            }
-            let mut message = if raw.starts_with('-') {
-                format!("unknown option '{}'", sanitize(&raw))
-            } else {
-                format!("unexpected argument '{}'", redact(&raw))
-            };
-            if let Some(suggested) = context_string(error, ContextKind::SuggestedArg) {
-                message.push_str(&format!("; did you mean '{}'?", sanitize(&suggested)));
-            }
-            message
-        }
-        ErrorKind::InvalidSubcommand => {
-            let name = context_string(error, ContextKind::InvalidSubcommand).unwrap_or_default();
-            let mut message = format!("unknown command '{}'", redact(&name));
-            if let Some(suggested) = context_strings(error, ContextKind::SuggestedSubcommand)
-                .into_iter()
-                .next()
-            {
-                message.push_str(&format!("; did you mean '{suggested}'?"));
-            }
-            message
-        }
-        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            "missing command; see 'pam-totp --help'".to_owned()
-        }
-        ErrorKind::MissingRequiredArgument => {
-            let missing = context_strings(error, ContextKind::InvalidArg);
-            let names: Vec<String> = missing.iter().map(|a| display_arg(a)).collect();
-            let message = format!("missing required argument {}", names.join(", "));
-            return with_target(
-                message,
-                missing.first().and_then(|first| field_of(first.as_str())),
-            );
-        }
-        ErrorKind::InvalidUtf8 => "an argument is not valid UTF-8".to_owned(),
-        ErrorKind::ArgumentConflict => {
-            let prior = context_strings(error, ContextKind::PriorArg);
-            format!(
-                "{shown_arg} cannot be used with {}",
-                prior
-                    .iter()
-                    .map(|p| display_arg(p))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
-        ErrorKind::NoEquals
-        | ErrorKind::TooManyValues
-        | ErrorKind::TooFewValues
-        | ErrorKind::WrongNumberOfValues => {
-            format!("wrong number of values for {shown_arg}")
-        }
-        _ => first_line(error),
-    };
-    with_target(message, target)
-}
-
-fn with_target(message: String, target: Option<String>) -> ApiError {
-    let mut error = ApiError::new(pam_totp_proto::ErrorCode::InvalidArgument, message);
-    error.target = target;
-    error
-}
-
-fn context_string(error: &clap::Error, kind: ContextKind) -> Option<String> {
-    match error.get(kind)? {
-        ContextValue::String(value) => Some(value.clone()),
-        ContextValue::Strings(values) => values.first().cloned(),
-        ContextValue::StyledStr(value) => Some(value.to_string()),
-        _ => None,
-    }
-}
-
-fn context_strings(error: &clap::Error, kind: ContextKind) -> Vec<String> {
-    match error.get(kind) {
-        Some(ContextValue::Strings(values)) => values.clone(),
-        Some(ContextValue::String(value)) => vec![value.clone()],
-        Some(ContextValue::StyledStrs(values)) => values.iter().map(|v| v.to_string()).collect(),
-        Some(ContextValue::StyledStr(value)) => vec![value.to_string()],
-        _ => Vec::new(),
-    }
-}
-
-/// The field an argument as clap renders it names: `--digits <N>` -> "digits",
-/// `<CODE>` -> "code", `[USER]` -> "account" (the field name the agent uses).
-pub fn field_of(rendered: &str) -> Option<String> {
-    let first = rendered.split_whitespace().next()?;
-    let name = if let Some(long) = first.strip_prefix("--") {
-        long.split('=').next().unwrap_or(long).to_owned()
-    } else if first.starts_with('<') || first.starts_with('[') {
-        first
-            .trim_matches(|c| matches!(c, '<' | '>' | '[' | ']' | '.'))
-            .to_ascii_lowercase()
-    } else {
-        return None;
-    };
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return None;
-    }
-    Some(match name.as_str() {
-        "user" => "account".to_owned(),
-        "usersfile" => "file".to_owned(),
-        _ => name,
-    })
-}
-
-/// `--digits <N>` -> `--digits`; `<CODE>` -> `CODE`.
-fn display_arg(rendered: &str) -> String {
-    let first = rendered.split_whitespace().next().unwrap_or(rendered);
-    let shown = if first.starts_with('-') {
-        first
-    } else {
-        first.trim_matches(|c| matches!(c, '<' | '>' | '[' | ']' | '.'))
-    };
-    sanitize(shown)
-}
-
-/// A stray value that looks like a code is never repeated in a message.
-fn redact(value: &str) -> String {
-    if value.len() >= 4 && value.bytes().all(|b| b.is_ascii_digit()) {
-        "<redacted>".to_owned()
-    } else {
-        sanitize(value)
-    }
-}
-
-/// Control characters escaped, so a message stays one harmless line.
-pub fn sanitize(value: &str) -> String {
-    value
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_debug().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
-}
-
-fn first_line(error: &clap::Error) -> String {
-    let rendered = error.to_string();
-    let line = rendered
-        .lines()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("invalid arguments");
-    sanitize(line.trim_start_matches("error: ").trim())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use pam_totp_proto::ErrorCode;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("pam-totp").chain(args.iter().copied()))
@@ -678,63 +475,6 @@ mod tests {
     }
 
     #[test]
-    fn clap_errors_name_the_field() {
-        let cases: &[(&[&str], Option<&str>)] = &[
-            (&["enroll", "--algorithm", "md5"], Some("algorithm")),
-            (&["enroll", "--digits", "abc"], Some("digits")),
-            (&["enroll", "--period", "-5"], Some("period")),
-            (&["enroll", "--digits", "300"], Some("digits")),
-            (&["--socket", "", "show"], Some("socket")),
-            (&["enroll", "--period"], Some("period")),
-            (&["disable"], Some("account")),
-            (&["set", "alice"], Some("comment")),
-            (&["show", "--bogus"], Some("bogus")),
-            (&["frobnicate"], None),
-            (&[], None),
-            (&["--json"], None),
-            (&["unlock", "alice", "extra"], None),
-            (&["import", "oath"], Some("file")),
-            (&["import", "google-authenticator"], Some("account")),
-            (&["import", "oath", "/f", "--bogus"], Some("bogus")),
-            (&["import", "pam_u2f", "/f"], None),
-            (&["import"], None),
-            (&["log", "--limit", "many"], Some("limit")),
-            (&["log", "--limit", "-1"], Some("limit")),
-            (&["log", "--since"], Some("since")),
-            (&["status", "extra"], None),
-        ];
-        for (args, target) in cases {
-            let error = invalid(args);
-            assert_eq!(error.code, ErrorCode::InvalidArgument, "{args:?}");
-            assert_eq!(error.code.exit_code(), 2);
-            assert_eq!(
-                error.target.as_deref(),
-                *target,
-                "{args:?}: {}",
-                error.message
-            );
-            assert!(!error.message.contains('\n'), "{args:?}: {}", error.message);
-            assert!(!error.message.is_empty());
-        }
-    }
-
-    #[test]
-    fn clap_error_messages() {
-        let error = invalid(&["enroll", "--algorithm", "md5"]);
-        assert_eq!(
-            error.message,
-            "invalid value 'md5' for --algorithm: expected one of sha1, sha256, sha512"
-        );
-        let error = invalid(&["frobnicate"]);
-        assert!(error.message.starts_with("unknown command 'frobnicate'"));
-        let error = invalid(&["show", "--fields"]);
-        assert_eq!(error.message, "--fields needs a value");
-        assert_eq!(error.target.as_deref(), Some("fields"));
-        let error = invalid(&["disable"]);
-        assert_eq!(error.message, "missing required argument USER");
-    }
-
-    #[test]
     fn import_log_and_status_syntax() {
         let cli = parse(&["import", "google-authenticator", "alice"]).unwrap();
         let Command::Import(ImportSource::GoogleAuthenticator(args)) = cli.command else {
@@ -782,50 +522,5 @@ mod tests {
             parse(&["status", "--json"]).unwrap().command,
             Command::Status
         ));
-    }
-
-    #[test]
-    fn stray_codes_are_not_echoed() {
-        let error = invalid(&["unlock", "alice", "123456"]);
-        assert!(!error.message.contains("123456"), "{}", error.message);
-    }
-
-    #[test]
-    fn help_and_version_are_displayed() {
-        for args in [
-            &["--help"][..],
-            &["--version"],
-            &["show", "--help"],
-            &["help"],
-        ] {
-            let error = parse(args).err().unwrap();
-            assert!(
-                matches!(classify(error), ParseFailure::Display(_)),
-                "{args:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn json_is_found_in_raw_arguments() {
-        let raw = |args: &[&str]| -> Vec<OsString> {
-            std::iter::once("pam-totp")
-                .chain(args.iter().copied())
-                .map(OsString::from)
-                .collect()
-        };
-        assert!(wants_json(&raw(&["bogus", "--json"])));
-        assert!(!wants_json(&raw(&["bogus"])));
-        assert!(!wants_json(&raw(&["set", "--", "--json"])));
-    }
-
-    #[test]
-    fn field_names_from_rendered_args() {
-        assert_eq!(field_of("--digits <N>").as_deref(), Some("digits"));
-        assert_eq!(field_of("<CODE>").as_deref(), Some("code"));
-        assert_eq!(field_of("[USER]").as_deref(), Some("account"));
-        assert_eq!(field_of("--foo=bar").as_deref(), Some("foo"));
-        assert_eq!(field_of("-x"), None);
-        assert_eq!(field_of("stray value"), None);
     }
 }
