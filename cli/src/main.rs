@@ -17,10 +17,7 @@ use args::{Cli, ParseFailure};
 use clap::Parser;
 use commands::Job;
 use pam_totp_cli::args;
-use pam_totp_proto::{
-    ApiError, Client, ClientError, ErrorCode, LogPage, ProfileView, Reply, Request, MAX_LIST_PAGE,
-    MAX_LOG_PAGE,
-};
+use pam_totp_proto::{ApiError, Client, ClientError, ErrorCode, Reply, Request};
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -70,14 +67,15 @@ fn run(cli: Cli) -> Result<Done, ApiError> {
     let client = Client::new(&socket, REQUEST_TIMEOUT);
     match commands::prepare(cli.command, commands::caller_account, code_input::read_code)? {
         Job::Call(plan) => {
+            // `list` and `log` follow the agent's pages.
             let reply = match plan.request {
-                Request::List { .. } => list_all(&client).map(Reply::Profiles),
+                Request::List { .. } => client.list_all().map(Reply::Profiles),
                 Request::Log {
                     account,
                     since,
                     limit,
                     ..
-                } => log_pages(&client, account, since, limit).map(Reply::Log),
+                } => client.log(account, since, limit).map(Reply::Log),
                 request => client.call(request),
             }
             .map_err(|error| client_error(error, &socket))?;
@@ -117,10 +115,7 @@ fn run(cli: Cli) -> Result<Done, ApiError> {
 
 /// The account name of a uid, when NSS knows it.
 fn user_name(uid: u32) -> Option<String> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|user| user.name)
+    pam_totp_nss::name_of(uid)
 }
 
 /// Agent errors pass through; transport failures become `unavailable` naming the socket.
@@ -163,69 +158,6 @@ fn fail(error: &ApiError, json: bool) -> ExitCode {
         output::error_message(error)
     );
     ExitCode::from(u8::try_from(error.code.exit_code()).unwrap_or(1))
-}
-
-/// Every profile, page by page: one reply holds at most [`MAX_LIST_PAGE`] of them.
-fn list_all(client: &Client) -> Result<Vec<ProfileView>, ClientError> {
-    let mut all: Vec<ProfileView> = Vec::new();
-    loop {
-        let after = all.last().map(|profile| profile.account.clone());
-        let request = Request::List {
-            after,
-            limit: Some(MAX_LIST_PAGE),
-        };
-        match client.call(request)? {
-            Reply::Profiles(page) => {
-                let full = page.len() >= MAX_LIST_PAGE as usize;
-                all.extend(page);
-                if !full {
-                    return Ok(all);
-                }
-            }
-            other => {
-                return Err(ClientError::Protocol(format!(
-                    "an unexpected '{}' reply to list",
-                    other.kind()
-                )))
-            }
-        }
-    }
-}
-
-/// Up to `limit` audit entries, newest first, following the agent's pages.
-fn log_pages(
-    client: &Client,
-    account: Option<String>,
-    since: Option<i64>,
-    limit: u32,
-) -> Result<LogPage, ClientError> {
-    let mut all = LogPage::default();
-    let mut before = None;
-    loop {
-        let wanted = limit.saturating_sub(u32::try_from(all.entries.len()).unwrap_or(u32::MAX));
-        let request = Request::Log {
-            account: account.clone(),
-            since,
-            limit: wanted.min(MAX_LOG_PAGE),
-            before,
-        };
-        match client.call(request)? {
-            Reply::Log(page) => {
-                all.entries.extend(page.entries);
-                before = page.next;
-                let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
-                if before.is_none() || all.entries.len() >= wanted {
-                    return Ok(all);
-                }
-            }
-            other => {
-                return Err(ClientError::Protocol(format!(
-                    "an unexpected '{}' reply to log",
-                    other.kind()
-                )))
-            }
-        }
-    }
 }
 
 #[cfg(test)]
