@@ -39,7 +39,7 @@ use indicatif::ProgressBar;
 use pam_totp_proto::text::sanitize;
 use pam_totp_proto::{Algorithm, ApiError, ErrorCode, ImportProfile};
 use send::send;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Largest google-authenticator file read (real ones are a few hundred bytes).
 const MAX_GOOGLE_FILE: u64 = 64 * 1024;
@@ -172,7 +172,7 @@ fn known_accounts(
     world: &mut dyn World,
 ) -> HashMap<String, Result<bool, ApiError>> {
     let mut names: Vec<&str> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for line in lines {
         if let Ok(token) = &line.token {
             if seen.insert(token.account.as_str()) {
