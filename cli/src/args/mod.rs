@@ -281,18 +281,8 @@ fn secret(value: &str) -> Result<SecretString, Infallible> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+    use super::parse_error::tests::{invalid, parse};
     use super::*;
-
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("pam-totp").chain(args.iter().copied()))
-    }
-
-    fn invalid(args: &[&str]) -> ApiError {
-        match classify(parse(args).expect_err("parse should fail")) {
-            ParseFailure::Invalid(error) => error,
-            ParseFailure::Display(error) => panic!("unexpected display: {error}"),
-        }
-    }
 
     #[test]
     fn definition_is_consistent() {

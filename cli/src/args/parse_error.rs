@@ -243,15 +243,15 @@ fn redact(value: &str) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use clap::Parser;
 
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    pub(crate) fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("pam-totp").chain(args.iter().copied()))
     }
 
-    fn invalid(args: &[&str]) -> ApiError {
+    pub(crate) fn invalid(args: &[&str]) -> ApiError {
         match classify(parse(args).expect_err("parse should fail")) {
             ParseFailure::Invalid(error) => error,
             ParseFailure::Display(error) => panic!("unexpected display: {error}"),
