@@ -186,7 +186,7 @@ fn verify(client: &Client, job: &Job, tally: &mut Tally) {
     loop {
         let request = Request::Authenticate {
             account: account.clone(),
-            uid: None,
+            uid: Some(seed::uid(job.index)),
             code: SecretString::new(code.clone()),
             context: context(),
         };

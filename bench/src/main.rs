@@ -9,6 +9,7 @@
 //! a wrong one accepted, a failed login) makes the command exit non-zero. No timing is
 //! asserted. Run as root (the PAM layer writes /etc/pam.d service files and removes them).
 
+mod accounts;
 mod agent_layer;
 mod agent_proc;
 mod chart;

@@ -4,6 +4,7 @@
 //! (one secret file per account with DISALLOW_REUSE and RATE_LIMIT) and pam_oath (one
 //! usersfile).
 
+use crate::accounts::BenchAccounts;
 use crate::agent_proc::AgentProcess;
 use crate::machine::Machine;
 use crate::pam_ffi;
@@ -412,6 +413,7 @@ struct Setup {
     names: Vec<CString>,
     lines: Vec<String>,
     _dir: tempfile::TempDir,
+    _accounts: BenchAccounts,
 }
 
 impl Setup {
@@ -421,6 +423,7 @@ impl Setup {
             .tempdir_in(base)
             .map_err(|e| format!("temp dir in {}: {e}", base.display()))?;
         let root = dir.path().to_owned();
+        let bench_accounts = BenchAccounts::create(accounts)?;
         // pam_totp: the agent, seeded with the same accounts and secrets.
         let db_dir = root.join("db");
         std::fs::create_dir(&db_dir).map_err(|e| e.to_string())?;
@@ -474,6 +477,7 @@ impl Setup {
             names,
             lines,
             _dir: dir,
+            _accounts: bench_accounts,
         })
     }
 

@@ -21,9 +21,15 @@ pub const PARAMS: TotpParams = TotpParams {
     period: PERIOD,
 };
 
-/// Name of bench account `index` (need not exist in NSS: logins from root skip that).
+/// Name of bench account `index`.
 pub fn account(index: usize) -> String {
     format!("tb{index:07}")
+}
+
+/// Uid of bench account `index`: what the PAM module resolves the name to, and what the agent
+/// layer's requests claim (as root, like the module).
+pub fn uid(index: usize) -> u32 {
+    100_000 + u32::try_from(index).unwrap_or(0)
 }
 
 /// The secret of bench account `index`: the same in every module's store.
@@ -69,7 +75,7 @@ fn record(index: usize, now: i64) -> ProfileRecord {
         verified_at: Some(now),
         ..ProfileRecord::new(
             &account(index),
-            100_000 + u32::try_from(index).unwrap_or(0),
+            uid(index),
             Zeroizing::new(secret(index).to_vec()),
             settings,
             "bench",
