@@ -344,6 +344,15 @@ mod tests {
         std::env::temp_dir().join(format!("pam-totp-proto-{}-{name}.sock", std::process::id()))
     }
 
+    /// A socket this process listens on, at a fresh temp path (asserted to bind).
+    fn listening(name: &str) -> Option<(PathBuf, UnixListener)> {
+        let path = temp_socket(name);
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path);
+        assert!(listener.is_ok(), "bind {}: {listener:?}", path.display());
+        Some((path, listener.ok()?))
+    }
+
     #[test]
     fn missing_socket_is_unavailable() {
         let client = Client::new("/nonexistent/pam-totp.sock", Duration::from_secs(1));
@@ -375,11 +384,9 @@ mod tests {
 
     #[test]
     fn a_peer_of_another_uid_is_refused_before_a_byte_is_sent() {
-        let path = temp_socket("peer-other");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path);
-        assert!(listener.is_ok());
-        let Ok(listener) = listener else { return };
+        let Some((path, listener)) = listening("peer-other") else {
+            return;
+        };
         let agent = one_shot_agent(listener);
         // This process listens, so the peer has our uid; demand another one.
         let ours = nix::unistd::getuid().as_raw();
@@ -403,11 +410,9 @@ mod tests {
 
     #[test]
     fn root_is_named_when_root_is_required() {
-        let path = temp_socket("peer-root");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path);
-        assert!(listener.is_ok());
-        let Ok(listener) = listener else { return };
+        let Some((path, listener)) = listening("peer-root") else {
+            return;
+        };
         let agent = one_shot_agent(listener);
         let ours = nix::unistd::getuid().as_raw();
         let result = Client::new(&path, Duration::from_secs(2))
@@ -431,11 +436,9 @@ mod tests {
 
     #[test]
     fn a_peer_of_the_required_uid_is_talked_to() {
-        let path = temp_socket("peer-same");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path);
-        assert!(listener.is_ok());
-        let Ok(listener) = listener else { return };
+        let Some((path, listener)) = listening("peer-same") else {
+            return;
+        };
         let agent = one_shot_agent(listener);
         let ours = nix::unistd::getuid().as_raw();
         let result = Client::new(&path, Duration::from_secs(2))
@@ -452,11 +455,9 @@ mod tests {
 
     #[test]
     fn without_a_required_uid_any_peer_is_talked_to() {
-        let path = temp_socket("peer-any");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path);
-        assert!(listener.is_ok());
-        let Ok(listener) = listener else { return };
+        let Some((path, listener)) = listening("peer-any") else {
+            return;
+        };
         let agent = one_shot_agent(listener);
         let result = Client::new(&path, Duration::from_secs(2)).call(list());
         let _ = agent.join();
@@ -478,11 +479,9 @@ mod tests {
 
     #[test]
     fn an_oversize_request_is_refused_unsent() {
-        let path = temp_socket("oversize");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path);
-        assert!(listener.is_ok());
-        let Ok(listener) = listener else { return };
+        let Some((path, listener)) = listening("oversize") else {
+            return;
+        };
         let agent = one_shot_agent(listener);
         let client = Client::new(&path, Duration::from_secs(2));
         let error = client
