@@ -78,6 +78,8 @@ install:
 	    "$(DESTDIR)$(DATADIR)/bash-completion/completions" \
 	    "$(DESTDIR)$(DATADIR)/zsh/site-functions" \
 	    "$(DESTDIR)$(DATADIR)/fish/vendor_completions.d" \
+	    "$(DESTDIR)$(DOCDIR)/examples/fail2ban/filter.d" \
+	    "$(DESTDIR)$(DOCDIR)/examples/fail2ban/jail.d" \
 	    "$(DESTDIR)$(DOCDIR)" "$(DESTDIR)$(SYSCONFDIR)/pam-totp"; \
 	install -m 0755 "$$assets/bin/pam-totp-agent" "$(DESTDIR)$(SBINDIR)/pam-totp-agent"; \
 	install -m 0755 "$$assets/bin/pam-totp" "$(DESTDIR)$(BINDIR)/pam-totp"; \
@@ -94,6 +96,8 @@ install:
 	install -m 0644 "$$assets/completions/fish/pam-totp.fish" "$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/pam-totp.fish"; \
 	install -m 0644 README.md SECURITY.md "$(DESTDIR)$(DOCDIR)/"; \
 	install -m 0644 packaging/debian/copyright "$(DESTDIR)$(DOCDIR)/copyright"; \
+	install -m 0644 packaging/fail2ban/filter.d/pam-totp.conf "$(DESTDIR)$(DOCDIR)/examples/fail2ban/filter.d/"; \
+	install -m 0644 packaging/fail2ban/jail.d/pam-totp.conf "$(DESTDIR)$(DOCDIR)/examples/fail2ban/jail.d/"; \
 	if [ -e "$(DESTDIR)$(SYSCONFDIR)/pam-totp/agent.toml" ]; then \
 	    echo "install: keeping the existing $(DESTDIR)$(SYSCONFDIR)/pam-totp/agent.toml"; \
 	else \

@@ -23,11 +23,12 @@ fi
 #   openssh-server sudo   PAM stacks of real services (sshd and sudo end-to-end tests)
 #   libpam-google-authenticator   its `google-authenticator` tool writes the files we import
 #   make              the top-level Makefile
+#   fail2ban          fail2ban-regex checks the shipped filter against the agent's lines
 packages=(
     gcc g++ libc6-dev make
     libpam0g-dev pamtester oathtool sqlite3
     passwd util-linux mount e2fsprogs expect procps
-    openssh-server sudo libpam-google-authenticator
+    openssh-server sudo libpam-google-authenticator fail2ban
 )
 
 missing=()

@@ -235,7 +235,9 @@ dpkg_install() {
         /usr/share/bash-completion/completions/pam-totp \
         /usr/share/zsh/vendor-completions/_pam-totp \
         /usr/share/fish/vendor_completions.d/pam-totp.fish \
-        /usr/share/doc/pam-totp/copyright /usr/share/doc/pam-totp/changelog.gz; do
+        /usr/share/doc/pam-totp/copyright /usr/share/doc/pam-totp/changelog.gz \
+        /usr/share/doc/pam-totp/examples/fail2ban/filter.d/pam-totp.conf \
+        /usr/share/doc/pam-totp/examples/fail2ban/jail.d/pam-totp.conf; do
         [ -e "$path" ] || fail "$path is missing after dpkg -i"
     done
     grep -qx /etc/pam-totp/agent.toml /var/lib/dpkg/info/$pkg.conffiles \

@@ -395,7 +395,37 @@ impl Service {
         let mut event = self.event(caller.peer, account, op, context);
         event.uid = uid;
         event.result = label;
-        self.store.audit(&event).map_err(store_error)
+        self.store.audit(&event).map_err(store_error)?;
+        self.log_attempt(caller, op, account, context, label);
+        Ok(())
+    }
+
+    /// One line per login attempt, for fail2ban and the like (packaging/fail2ban/): the
+    /// fields no caller chooses first (result, then the source the agent derived: a remote
+    /// host only from a root caller), every value quoted with its quotes and backslashes
+    /// escaped, so nothing a user sends can pose as another field. Never a code.
+    fn log_attempt(
+        &self,
+        caller: Caller,
+        op: Op,
+        account: &str,
+        context: &LoginContext,
+        result: AuditResult,
+    ) {
+        if op != Op::Authenticate || caller.quiet {
+            return;
+        }
+        let item = |value: &Option<String>| value.clone().unwrap_or_default();
+        log::info!(
+            "login result={result} source={:?} account={account:?} service={:?} rhost={:?} \
+             tty={:?} ruser={:?} host={:?}",
+            codes::source_of(caller.peer, context),
+            item(&context.service),
+            item(&context.rhost),
+            item(&context.tty),
+            item(&context.ruser),
+            self.host,
+        );
     }
 
     fn view(&self, record: &ProfileRecord, relation: Relation) -> Result<ProfileView, ApiError> {
@@ -445,6 +475,7 @@ impl Service {
         self.refuse_stranger(caller, target, op, context)?;
         let account = target.account.as_str();
         let mut result = None;
+        let mut label = AuditResult::Other;
         let mut relation = Relation::Stranger;
         let stored = self
             .store
@@ -457,6 +488,7 @@ impl Service {
                     event.result = verdict.label;
                     event
                 });
+                label = verdict.label;
                 result = Some(verdict.result);
                 Outcome {
                     change: verdict.change,
@@ -466,6 +498,7 @@ impl Service {
                 }
             })
             .map_err(store_error)?;
+        self.log_attempt(caller, op, account, context, label);
         let value = result.unwrap_or_else(|| Err(ApiError::internal("no decision was made")))?;
         Ok(Done {
             value,

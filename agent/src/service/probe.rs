@@ -33,6 +33,13 @@ impl Service {
             event.uid = active.map(|r| r.uid);
             event.result = AuditResult::Grace;
             self.store.audit(&event).map_err(store_error)?;
+            self.log_attempt(
+                caller,
+                Op::Authenticate,
+                &target.account,
+                context,
+                event.result,
+            );
         }
         Ok(Reply::Probe(ProbeReply {
             needs_code: active.is_some(),
