@@ -2,7 +2,7 @@
 //! (`xtask/`) can render the man page from the same definition.
 
 use crate::config::DEFAULT_DB;
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, Parser, Subcommand};
 use pam_totp_proto::DEFAULT_SOCKET;
 use std::path::PathBuf;
 
@@ -14,11 +14,27 @@ pub struct Args {
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// SQLite database holding the profiles
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_DB, global = true)]
     pub db: PathBuf,
     /// TOML configuration [default: /etc/pam-totp/agent.toml, if present]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Write an online, consistent copy of the SQLite store to FILE (mode 0600; an existing
+    /// FILE is never overwritten) while the agent keeps answering. An agent started on a
+    /// restored copy treats every time step up to now + its window as used for every
+    /// profile, so no code used since the backup works again (each account waits at most one
+    /// window for its next code).
+    Backup {
+        /// Where to write the copy (must not exist)
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
 }
 
 /// The clap definition of the command line (for man pages).

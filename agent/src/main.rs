@@ -1,9 +1,11 @@
-//! `pam-totp-agent [--socket PATH] [--db PATH] [--config PATH]`
+//! `pam-totp-agent [--socket PATH] [--db PATH] [--config PATH]`, or
+//! `pam-totp-agent backup --to FILE [--db PATH]`
 
 mod logging;
 
 use clap::Parser;
-use pam_totp_agent::args::Args;
+use pam_totp_agent::args::{AgentCommand, Args};
+use pam_totp_agent::clock::Clock;
 use pam_totp_agent::clock::SystemClock;
 use pam_totp_agent::config::{Config, DEFAULT_CONFIG};
 use pam_totp_agent::directory::Nss;
@@ -30,12 +32,31 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Everything the agent creates is private unless it says otherwise (the socket).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    if let Some(AgentCommand::Backup { to }) = &args.command {
+        SqliteStore::backup(&args.db, to, SystemClock.now())?;
+        log::info!(
+            "backup of {} written to {}",
+            args.db.display(),
+            to.display()
+        );
+        return Ok(());
+    }
     let config = match &args.config {
         Some(path) => Config::load(path, true)?,
         None => Config::load(DEFAULT_CONFIG.as_ref(), false)?,
     };
     fsperm::prepare_database(&args.db)?;
     let store = SqliteStore::open(&args.db)?;
+    if let Some((taken, profiles)) =
+        store.forget_history_if_restored(SystemClock.now(), config.window)?
+    {
+        log::warn!(
+            "{} is a restored backup (taken at Unix time {taken}): codes used since then are \
+             not recorded in it, so every time step up to now + the window is treated as used \
+             ({profiles} profiles)",
+            args.db.display()
+        );
+    }
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

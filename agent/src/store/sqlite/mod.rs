@@ -2,6 +2,7 @@
 //! acknowledged login or enrollment survives a crash; concurrent writes share commits
 //! (`batch`), reads use their own connections (`readers`).
 
+mod backup;
 mod batch;
 mod readers;
 mod rows;

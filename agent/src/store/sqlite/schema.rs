@@ -62,6 +62,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX profiles_by_uid ON profiles (uid);
     CREATE INDEX sources_by_block ON source_failures (account, blocked_until);
 ",
+    "
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+",
 ];
 
 pub(super) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
