@@ -84,8 +84,10 @@ install:
 	install -m 0755 "$$assets/bin/pam-totp-agent" "$(DESTDIR)$(SBINDIR)/pam-totp-agent"; \
 	install -m 0755 "$$assets/bin/pam-totp" "$(DESTDIR)$(BINDIR)/pam-totp"; \
 	install -m 0644 "$$assets/bin/pam_totp.so" "$(DESTDIR)$(PAMDIR)/pam_totp.so"; \
-	for unit in pam-totp-agent.socket pam-totp-agent.service; do \
-	    sed 's|/usr/sbin/pam-totp-agent|$(SBINDIR)/pam-totp-agent|' "packaging/systemd/$$unit" \
+	for unit in pam-totp-agent.socket pam-totp-agent.service pam-totp-metrics.service \
+	        pam-totp-metrics.timer; do \
+	    sed -e 's|/usr/sbin/pam-totp-agent|$(SBINDIR)/pam-totp-agent|' \
+	        -e 's|/usr/bin/pam-totp |$(BINDIR)/pam-totp |' "packaging/systemd/$$unit" \
 	        > "$(DESTDIR)$(UNITDIR)/$$unit"; \
 	    chmod 0644 "$(DESTDIR)$(UNITDIR)/$$unit"; \
 	done; \

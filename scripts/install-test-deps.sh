@@ -24,11 +24,13 @@ fi
 #   libpam-google-authenticator   its `google-authenticator` tool writes the files we import
 #   make              the top-level Makefile
 #   fail2ban          fail2ban-regex checks the shipped filter against the agent's lines
+#   python3-prometheus-client   a real parser for `pam-totp metrics`
 packages=(
     gcc g++ libc6-dev make
     libpam0g-dev pamtester oathtool sqlite3
     passwd util-linux mount e2fsprogs expect procps
     openssh-server sudo libpam-google-authenticator fail2ban
+    python3-prometheus-client
 )
 
 missing=()

@@ -35,7 +35,8 @@ pkg=pam-totp
 agent=/usr/sbin/pam-totp-agent
 cli=/usr/bin/pam-totp
 module=/usr/lib/x86_64-linux-gnu/security/pam_totp.so
-units=(/usr/lib/systemd/system/pam-totp-agent.socket /usr/lib/systemd/system/pam-totp-agent.service)
+units=(/usr/lib/systemd/system/pam-totp-agent.socket /usr/lib/systemd/system/pam-totp-agent.service
+    /usr/lib/systemd/system/pam-totp-metrics.service /usr/lib/systemd/system/pam-totp-metrics.timer)
 state_dirs=(/var/lib/pam-totp /etc/pam-totp /run/pam-totp)
 service="pam-totp-pkgtest-$$"
 service_file="/etc/pam.d/$service"

@@ -18,8 +18,9 @@ pub use client::{Client, ClientError, DeadlineIo};
 pub use error::{ApiError, ErrorCode};
 pub use message::{
     AuditEntry, AuthMethod, AuthReply, CodesReply, EnrollReply, EnrollRequest, ImportOutcome,
-    ImportProfile, LogPage, LoginContext, ProbeReply, ProfileCounts, RecentAttempts, Reply,
-    Request, RequestEnvelope, Response, StatusReply, MAX_LIST_PAGE, MAX_LOG_PAGE, PROTOCOL_VERSION,
+    ImportProfile, LogPage, LoginContext, MetricsReply, ProbeReply, ProfileCounts, RecentAttempts,
+    Reply, Request, RequestEnvelope, Response, StatusReply, MAX_LIST_PAGE, MAX_LOG_PAGE,
+    PROTOCOL_VERSION,
 };
 pub use profile::{profile_fields, Algorithm, BlockedSource, ProfileView};
 pub use secret::SecretString;

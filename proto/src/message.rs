@@ -137,6 +137,8 @@ pub enum Request {
         before: Option<i64>,
     },
     Status {},
+    /// The agent's counters in the Prometheus (OpenMetrics) text format; administrators only.
+    Metrics {},
 }
 
 /// One profile to import: the secret as the other tool kept it, and its settings.
@@ -175,6 +177,7 @@ impl Request {
             Self::Import { .. } => "import",
             Self::Log { .. } => "log",
             Self::Status {} => "status",
+            Self::Metrics {} => "metrics",
         }
     }
 
@@ -193,7 +196,7 @@ impl Request {
             | Self::SetComment { account, .. } => Some(account),
             Self::Enroll(enroll) => Some(&enroll.account),
             Self::Log { account, .. } => account.as_deref(),
-            Self::List { .. } | Self::Import { .. } | Self::Status {} => None,
+            Self::List { .. } | Self::Import { .. } | Self::Status {} | Self::Metrics {} => None,
         }
     }
 }
@@ -305,11 +308,21 @@ pub enum Reply {
     Enrolled(EnrollReply),
     Profile(ProfileView),
     Profiles(Vec<ProfileView>),
-    Removed { account: String },
+    Removed {
+        account: String,
+    },
     Codes(CodesReply),
     Imported(Vec<ImportOutcome>),
     Log(LogPage),
     Status(StatusReply),
+    /// The text exposition of the agent's metrics.
+    Metrics(MetricsReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsReply {
+    /// OpenMetrics text, ending in `# EOF`.
+    pub text: String,
 }
 
 impl Reply {
@@ -326,6 +339,7 @@ impl Reply {
             Self::Imported(_) => "imported",
             Self::Log(_) => "log",
             Self::Status(_) => "status",
+            Self::Metrics(_) => "metrics",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `import`: active profiles with known secrets, moved over from google-authenticator or
 //! pam_oath. Each profile is decided on its own; all of one request commit together.
 
-use super::{denied, store_error, Caller, Service};
+use super::{denied, Caller, Service};
 use crate::authz::{self, Op, Relation};
 use crate::config::MAX_WINDOW;
 use crate::secret;
@@ -71,7 +71,9 @@ impl Service {
             };
             jobs.push((account.clone(), Box::new(decide)));
         }
-        self.store.transact_each(&mut jobs).map_err(store_error)?;
+        self.store
+            .transact_each(&mut jobs)
+            .map_err(|e| self.store_failed(e))?;
         drop(jobs);
         let outcomes = prepared
             .into_iter()

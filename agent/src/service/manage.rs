@@ -2,7 +2,7 @@
 //! and new emergency codes.
 
 use super::codes::source_of;
-use super::{denied, not_enrolled, store_error, Caller, Done, Service, Target, Verdict};
+use super::{denied, not_enrolled, Caller, Done, Service, Target, Verdict};
 use crate::authz::{Op, Relation};
 use crate::secret;
 use crate::store::{Change, ProfileRecord};
@@ -21,7 +21,10 @@ enum OwnerProof<'a> {
 impl Service {
     pub(super) fn show(&self, caller: Caller, target: &Target) -> Result<Reply, ApiError> {
         self.refuse_stranger(caller, target, Op::Show, &LoginContext::default())?;
-        let record = self.store.get(&target.account).map_err(store_error)?;
+        let record = self
+            .store
+            .get(&target.account)
+            .map_err(|e| self.store_failed(e))?;
         let relation = Self::relation(caller, target, record.as_ref());
         if !self.permits(relation, Op::Show) {
             return Err(denied(Op::Show));
@@ -48,7 +51,10 @@ impl Service {
                 format!("limit must be 1 to {MAX_LIST_PAGE}"),
             ));
         }
-        let records = self.store.list(after, limit).map_err(store_error)?;
+        let records = self
+            .store
+            .list(after, limit)
+            .map_err(|e| self.store_failed(e))?;
         let views = records
             .iter()
             .map(|record| self.view(record, Relation::Admin))

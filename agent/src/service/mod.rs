@@ -6,6 +6,7 @@ pub(crate) mod codes;
 mod enroll;
 mod import;
 mod manage;
+mod metrics;
 mod probe;
 mod report;
 
@@ -16,6 +17,7 @@ use crate::directory::Directory;
 use crate::store::{AuditEvent, Change, Outcome, ProfileRecord, SourceRecord, Store, StoreError};
 use crate::view::profile_view;
 use budget::RequestBudget;
+use metrics::Metrics;
 use pam_totp_proto::validate::{self, MAX_BLOCKED_SOURCES_SHOWN};
 use pam_totp_proto::{ApiError, AuditResult, AuthReply, LoginContext, ProfileView, Reply, Request};
 use std::time::Instant;
@@ -29,6 +31,7 @@ pub struct Service {
     paths: Paths,
     started: Instant,
     budget: RequestBudget,
+    metrics: Metrics,
 }
 
 /// Where the agent listens and keeps its state, as `status` reports them.
@@ -116,10 +119,6 @@ struct Done<T> {
     relation: Relation,
 }
 
-fn store_error(error: StoreError) -> ApiError {
-    ApiError::internal(error.to_string())
-}
-
 fn not_enrolled(account: &str) -> ApiError {
     ApiError::not_found(format!("no TOTP profile for account '{account}'")).with_target("account")
 }
@@ -139,7 +138,9 @@ impl Service {
         config: Config,
         host: String,
     ) -> Self {
+        let metrics = Metrics::new(store.as_ref());
         Self {
+            metrics,
             store,
             directory,
             clock,
@@ -170,7 +171,12 @@ impl Service {
             .account()
             .map(|a| format!(" account={a:?}"))
             .unwrap_or_default();
+        let started = Instant::now();
+        let login = matches!(request, Request::Authenticate { .. });
         let result = self.dispatch(caller, request);
+        if login {
+            self.metrics.attempt_took(started.elapsed());
+        }
         if caller.quiet {
             return result;
         }
@@ -285,7 +291,14 @@ impl Service {
                 before,
             } => self.log(caller, account, since, limit, before),
             Request::Status {} => self.status(caller),
+            Request::Metrics {} => self.metrics(caller),
         }
+    }
+
+    /// A store failure as the caller sees it (`internal`, its message), counted.
+    fn store_failed(&self, error: StoreError) -> ApiError {
+        self.metrics.store_error();
+        ApiError::internal(error.to_string())
     }
 
     fn is_admin(&self, uid: u32) -> bool {
@@ -307,7 +320,10 @@ impl Service {
     }
 
     fn held_to(&self, name: &str, uid: Option<u32>) -> Result<Target, ApiError> {
-        let account = self.store.profile_account(name, uid).map_err(store_error)?;
+        let account = self
+            .store
+            .profile_account(name, uid)
+            .map_err(|e| self.store_failed(e))?;
         Ok(Target { account, uid })
     }
 
@@ -395,7 +411,7 @@ impl Service {
         let mut event = self.event(caller.peer, account, op, context);
         event.uid = uid;
         event.result = label;
-        self.store.audit(&event).map_err(store_error)?;
+        self.store.audit(&event).map_err(|e| self.store_failed(e))?;
         self.log_attempt(caller, op, account, context, label);
         Ok(())
     }
@@ -412,7 +428,11 @@ impl Service {
         context: &LoginContext,
         result: AuditResult,
     ) {
-        if op != Op::Authenticate || caller.quiet {
+        if op != Op::Authenticate {
+            return;
+        }
+        self.metrics.attempt(result);
+        if caller.quiet {
             return;
         }
         let item = |value: &Option<String>| value.clone().unwrap_or_default();
@@ -433,7 +453,7 @@ impl Service {
         let blocked = self
             .store
             .blocked_sources(&record.account, now, MAX_BLOCKED_SOURCES_SHOWN)
-            .map_err(store_error)?;
+            .map_err(|e| self.store_failed(e))?;
         Ok(profile_view(
             record,
             &blocked,
@@ -497,7 +517,7 @@ impl Service {
                     audit,
                 }
             })
-            .map_err(store_error)?;
+            .map_err(|e| self.store_failed(e))?;
         self.log_attempt(caller, op, account, context, label);
         let value = result.unwrap_or_else(|| Err(ApiError::internal("no decision was made")))?;
         Ok(Done {

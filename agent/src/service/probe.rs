@@ -1,6 +1,6 @@
 //! `probe`: does a login need a code, how many digits, and does `grace` let it through?
 
-use super::{denied, store_error, Caller, Service, Target};
+use super::{denied, Caller, Service, Target};
 use crate::authz::Op;
 use crate::store::{LoginPlace, ProfileRecord};
 use pam_totp_proto::validate;
@@ -15,7 +15,10 @@ impl Service {
         grace: Option<u32>,
     ) -> Result<Reply, ApiError> {
         self.refuse_stranger(caller, target, Op::Probe, context)?;
-        let record = self.store.get(&target.account).map_err(store_error)?;
+        let record = self
+            .store
+            .get(&target.account)
+            .map_err(|e| self.store_failed(e))?;
         let relation = Self::relation(caller, target, record.as_ref());
         if !self.permits(relation, Op::Probe) {
             return Err(denied(Op::Probe));
@@ -32,7 +35,7 @@ impl Service {
             let mut event = self.event(caller.peer, &target.account, Op::Authenticate, context);
             event.uid = active.map(|r| r.uid);
             event.result = AuditResult::Grace;
-            self.store.audit(&event).map_err(store_error)?;
+            self.store.audit(&event).map_err(|e| self.store_failed(e))?;
             self.log_attempt(
                 caller,
                 Op::Authenticate,
@@ -74,7 +77,7 @@ impl Service {
         let last = self
             .store
             .last_code_login(&record.account, &place)
-            .map_err(store_error)?;
+            .map_err(|e| self.store_failed(e))?;
         // Only logins with this profile count: not those of a profile it replaced.
         Ok(last.is_some_and(|at| {
             at >= record.created_at && now >= at && now - at < i64::from(seconds)

@@ -1,12 +1,12 @@
 //! `log` (the audit trail) and `status` (what the agent is and holds), plus audit retention.
 
-use super::{store_error, Caller, Service};
+use super::{Caller, Service};
 use crate::authz::Op;
 use crate::store::AuditQuery;
 use crate::view::rfc3339;
 use pam_totp_proto::{
-    ApiError, AuditEntry, LogPage, LoginContext, ProfileCounts, RecentAttempts, Reply, StatusReply,
-    MAX_LOG_PAGE,
+    ApiError, AuditEntry, LogPage, LoginContext, MetricsReply, ProfileCounts, RecentAttempts,
+    Reply, StatusReply, MAX_LOG_PAGE,
 };
 
 impl Service {
@@ -49,7 +49,10 @@ impl Service {
             before,
             limit,
         };
-        let events = self.store.audit_log(&query).map_err(store_error)?;
+        let events = self
+            .store
+            .audit_log(&query)
+            .map_err(|e| self.store_failed(e))?;
         let next = events
             .last()
             .filter(|_| events.len() == usize::try_from(limit).unwrap_or(usize::MAX))
@@ -77,11 +80,11 @@ impl Service {
             let counts = self
                 .store
                 .profile_counts(now, self.config.window)
-                .map_err(store_error)?;
+                .map_err(|e| self.store_failed(e))?;
             let recent = self
                 .store
                 .recent_attempts(now - 3600)
-                .map_err(store_error)?;
+                .map_err(|e| self.store_failed(e))?;
             let counts = ProfileCounts {
                 pending: counts.pending,
                 active: counts.active,
@@ -107,6 +110,22 @@ impl Service {
         }))
     }
 
+    /// The metrics exposition; administrators only.
+    pub(super) fn metrics(&self, caller: Caller) -> Result<Reply, ApiError> {
+        if !caller.admin {
+            return Err(ApiError::permission_denied(
+                "permission denied: only administrators may read the metrics",
+            ));
+        }
+        let tally = self
+            .store
+            .profile_counts(self.clock.now(), self.config.window)
+            .map_err(|e| self.store_failed(e))
+            .ok();
+        let text = self.metrics.encode(tally, self.store.kind());
+        Ok(Reply::Metrics(MetricsReply { text }))
+    }
+
     /// Deletes audit rows past the configured retention (age and size); returns how many.
     pub fn prune_audit(&self) -> Result<usize, ApiError> {
         let days = self.config.audit_retention_days;
@@ -117,6 +136,6 @@ impl Service {
         };
         self.store
             .prune_audit(before, self.config.audit_max_rows)
-            .map_err(store_error)
+            .map_err(|e| self.store_failed(e))
     }
 }

@@ -385,6 +385,7 @@ pub fn profiles_are_counted_by_state(store: &dyn Store) {
             disabled: 1,
             locked: 1,
             clock_ahead: 1,
+            blocked_sources: 0,
         }
     );
 }

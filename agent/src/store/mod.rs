@@ -210,6 +210,8 @@ pub struct ProfileTally {
     pub locked: u64,
     /// Whose last used step is beyond now + their window.
     pub clock_ahead: u64,
+    /// Sources blocked at now, over all accounts.
+    pub blocked_sources: u64,
 }
 
 /// Login attempts in a span of time, from the audit trail.
@@ -227,6 +229,10 @@ pub type Decision<'a> = dyn FnMut(Option<&ProfileRecord>, Option<&SourceRecord>)
 
 /// Reads see only committed state, and never wait for a batch of writes to commit.
 pub trait Store: Send + Sync {
+    /// What kind of store this is, for `metrics` (e.g. "sqlite").
+    fn kind(&self) -> &'static str;
+    /// Adds the store's own metrics (e.g. commit batches) to the agent's.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
     fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError>;
     /// The account whose profile a request naming `account` is held to: `account` itself if
     /// it has a profile, else the profile of another name of the same `uid` (an alias, or a

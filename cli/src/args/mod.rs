@@ -164,6 +164,8 @@ pub enum Command {
     },
     /// Agent version, uptime and paths; profile and login counts for administrators
     Status,
+    /// The agent's counters in Prometheus text format (administrators)
+    Metrics,
 }
 
 /// Entries `log` asks for without `--limit`.

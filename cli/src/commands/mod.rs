@@ -36,6 +36,7 @@ pub enum View {
     Set,
     Log,
     Status,
+    Metrics,
 }
 
 /// What a command does: one request, or an import (a file read here, then batches).
@@ -88,6 +89,10 @@ pub fn plan(
         } => build::codes(user, regenerate, code, caller, read_code),
         Command::Set { user, comment } => build::set(user, comment, caller),
         Command::Log { user, since, limit } => build::log(user, since, limit),
+        Command::Metrics => Ok(Plan {
+            request: Request::Metrics {},
+            view: View::Metrics,
+        }),
         Command::Status => Ok(Plan {
             request: Request::Status {},
             view: View::Status,

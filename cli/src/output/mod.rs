@@ -53,6 +53,7 @@ pub fn render(
         }
         View::Log => log::render(&expect(reply)?, json, human),
         View::Status => status::render(&expect(reply)?, json),
+        View::Metrics => status::metrics(&expect(reply)?, json),
         View::Remove => profile::removed(&expect::<Removed>(reply)?.0, json),
         View::Verify => profile::changed(&expect(reply)?, json, |account, profile| {
             if profile.enabled {

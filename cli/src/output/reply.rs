@@ -1,7 +1,9 @@
 //! The one place a reply is matched to what its command expects: each view renders its own
 //! reply type, taken out of [`Reply`] here; any other reply is an `internal` error.
 
-use pam_totp_proto::{ApiError, CodesReply, EnrollReply, LogPage, ProfileView, Reply, StatusReply};
+use pam_totp_proto::{
+    ApiError, CodesReply, EnrollReply, LogPage, MetricsReply, ProfileView, Reply, StatusReply,
+};
 
 /// A reply type a view renders.
 pub trait Expected: Sized {
@@ -58,6 +60,15 @@ impl Expected for LogPage {
     fn take(reply: Reply) -> Result<Self, &'static str> {
         match reply {
             Reply::Log(page) => Ok(page),
+            other => Err(other.kind()),
+        }
+    }
+}
+
+impl Expected for MetricsReply {
+    fn take(reply: Reply) -> Result<Self, &'static str> {
+        match reply {
+            Reply::Metrics(metrics) => Ok(metrics),
             other => Err(other.kind()),
         }
     }

@@ -2,7 +2,7 @@
 
 use super::json_line;
 use pam_totp_proto::text::sanitize;
-use pam_totp_proto::{ApiError, StatusReply};
+use pam_totp_proto::{ApiError, MetricsReply, StatusReply};
 use std::fmt::Write as _;
 use zeroize::Zeroizing;
 
@@ -11,6 +11,16 @@ pub fn render(status: &StatusReply, json: bool) -> Result<Zeroizing<String>, Api
         json_line(status)
     } else {
         Ok(Zeroizing::new(status_text(status)))
+    }
+}
+
+/// `metrics`: the exposition text as the agent wrote it (for node_exporter's textfile
+/// collector), or `{"text": ...}` with `--json`.
+pub fn metrics(metrics: &MetricsReply, json: bool) -> Result<Zeroizing<String>, ApiError> {
+    if json {
+        json_line(metrics)
+    } else {
+        Ok(Zeroizing::new(metrics.text.clone()))
     }
 }
 

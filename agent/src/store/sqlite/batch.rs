@@ -9,9 +9,12 @@
 
 use super::write_error;
 use super::StoreError;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 /// The fate of one batch, shared by every job in it: `None` until the batch has ended, then
 /// whether its COMMIT succeeded. Each waiter holds its own batch's handle, so no waiter can
@@ -46,10 +49,15 @@ struct Writer {
     connection: Connection,
     /// The batch whose transaction is open, if one is.
     open: Option<Arc<BatchFate>>,
+    /// Jobs run in the open batch.
+    jobs: u32,
 }
 
 pub struct Batcher {
     writer: Mutex<Writer>,
+    /// Jobs per committed batch, and how long each COMMIT (with its fsync) took.
+    batch_jobs: Histogram,
+    commit_seconds: Histogram,
     /// Threads queued to run a write job; while any are, the current batch stays open.
     queued: AtomicUsize,
     /// Tests hold a waiter here, between leaving its job and waiting for its batch.
@@ -84,12 +92,30 @@ fn in_savepoint<T>(
 }
 
 impl Batcher {
+    /// Adds the group commit's histograms to `registry`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "commit_batch_jobs",
+            "Requests committed together by one group commit",
+            self.batch_jobs.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Time one group commit (COMMIT with its fsync) took",
+            self.commit_seconds.clone(),
+        );
+    }
+
     pub fn new(connection: Connection) -> Self {
         Self {
             writer: Mutex::new(Writer {
                 connection,
                 open: None,
+                jobs: 0,
             }),
+            batch_jobs: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            // 50 us to ~1.6 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             queued: AtomicUsize::new(0),
             #[cfg(test)]
             before_wait: Mutex::new(None),
@@ -126,6 +152,7 @@ impl Batcher {
                 fate
             }
         };
+        writer.jobs += 1;
         let result = in_savepoint(&writer.connection, job);
         if self.queued.load(Ordering::SeqCst) > 0 {
             // Someone is queued behind us and will commit (or pass the duty on).
@@ -137,10 +164,15 @@ impl Batcher {
             fate.wait()?;
             return result;
         }
+        let commit_started = Instant::now();
         let committed = writer
             .connection
             .execute_batch("COMMIT")
             .map_err(write_error);
+        self.commit_seconds
+            .observe(commit_started.elapsed().as_secs_f64());
+        self.batch_jobs.observe(f64::from(writer.jobs));
+        writer.jobs = 0;
         if committed.is_err() {
             // Nothing of this batch was stored: end the transaction and tell everyone in it.
             let _ = writer.connection.execute_batch("ROLLBACK");

@@ -145,6 +145,14 @@ fn apply(
 }
 
 impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.batches.register_metrics(registry);
+    }
+
     fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError> {
         self.readers.read(|connection| load(connection, account))
     }
@@ -309,7 +317,8 @@ impl Store for SqliteStore {
                      count(*) FILTER (WHERE verified_at IS NOT NULL AND enabled), \
                      count(*) FILTER (WHERE NOT enabled), \
                      count(*) FILTER (WHERE locked_until > ?1), \
-                     count(*) FILTER (WHERE last_step > ?1 / period + coalesce(skew_window, ?2)) \
+                     count(*) FILTER (WHERE last_step > ?1 / period + coalesce(skew_window, ?2)), \
+                     (SELECT count(*) FROM source_failures WHERE blocked_until > ?1) \
                      FROM profiles",
                     params![now, window],
                     |row| {
@@ -319,6 +328,7 @@ impl Store for SqliteStore {
                             disabled: count(row, 2)?,
                             locked: count(row, 3)?,
                             clock_ahead: count(row, 4)?,
+                            blocked_sources: count(row, 5)?,
                         })
                     },
                 )
