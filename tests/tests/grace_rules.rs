@@ -15,6 +15,36 @@ use common::*;
 const HOST: &str = "198.51.100.44";
 const TTY: &str = "pts/37";
 
+/// What every test here starts from: an agent, an active account, a PAM service with the
+/// module's `options`, and `wrong` wrong codes.
+struct Fixture {
+    _agent: Agent,
+    user: TestUser,
+    service: PamService,
+    enrolled: Enrolled,
+    now: u64,
+    wrong: Vec<String>,
+}
+
+impl Fixture {
+    fn with(options: &str, wrong: usize) -> Self {
+        setup();
+        let agent = Agent::start();
+        let user = TestUser::new();
+        let service = PamService::totp(&agent.socket, options);
+        let (enrolled, now) = agent.enroll_active(&user.name, &[]);
+        let wrong = enrolled.wrong_codes(now, wrong);
+        Self {
+            _agent: agent,
+            user,
+            service,
+            enrolled,
+            now,
+            wrong,
+        }
+    }
+}
+
 /// A root-run login (sshd's or sudo's view) with these PAM items.
 fn as_root(service: &PamService, user: &str, code: &str, items: &[(&str, &str)]) -> PamOut {
     pamtester_with(None, service, user, code, items)
@@ -42,13 +72,15 @@ fn assert_grace(out: &PamOut) {
 
 #[test]
 fn root_logins_at_the_same_place_pass_on_grace() {
-    setup();
-    let agent = Agent::start();
-    let user = TestUser::new();
+    let Fixture {
+        _agent,
+        user,
+        service,
+        enrolled,
+        now,
+        wrong,
+    } = Fixture::with("grace=60", 4);
     let name = user.name.as_str();
-    let service = PamService::totp(&agent.socket, "grace=60");
-    let (enrolled, now) = agent.enroll_active(name, &[]);
-    let wrong = enrolled.wrong_codes(now, 4);
     let place = [("rhost", HOST), ("tty", TTY), ("ruser", "alice")];
 
     // Nothing earned yet: a code is needed.
@@ -68,13 +100,15 @@ fn root_logins_at_the_same_place_pass_on_grace() {
 
 #[test]
 fn a_users_own_login_with_forged_items_earns_no_grace_for_root_logins() {
-    setup();
-    let agent = Agent::start();
-    let user = TestUser::new();
+    let Fixture {
+        _agent,
+        user,
+        service,
+        enrolled,
+        now,
+        wrong,
+    } = Fixture::with("grace=60", 3);
     let name = user.name.as_str();
-    let service = PamService::totp(&agent.socket, "grace=60");
-    let (enrolled, now) = agent.enroll_active(name, &[]);
-    let wrong = enrolled.wrong_codes(now, 3);
     // What sshd would set for a login from HOST; the user's pamtester claims the same.
     let place = [("rhost", HOST), ("tty", TTY), ("ruser", name)];
 
@@ -94,13 +128,15 @@ fn a_users_own_login_with_forged_items_earns_no_grace_for_root_logins() {
 
 #[test]
 fn grace_earned_for_one_remote_user_does_not_pass_another() {
-    setup();
-    let agent = Agent::start();
-    let user = TestUser::new();
+    let Fixture {
+        _agent,
+        user,
+        service,
+        enrolled,
+        now,
+        wrong,
+    } = Fixture::with("grace=60", 3);
     let name = user.name.as_str();
-    let service = PamService::totp(&agent.socket, "grace=60");
-    let (enrolled, now) = agent.enroll_active(name, &[]);
-    let wrong = enrolled.wrong_codes(now, 3);
     let alice = [("rhost", HOST), ("tty", TTY), ("ruser", "alice")];
     let bob = [("rhost", HOST), ("tty", TTY), ("ruser", "bob")];
     let nobody = [("rhost", HOST), ("tty", TTY)];
@@ -114,13 +150,15 @@ fn grace_earned_for_one_remote_user_does_not_pass_another() {
 
 #[test]
 fn without_a_tty_or_a_remote_host_every_login_needs_a_code() {
-    setup();
-    let agent = Agent::start();
-    let user = TestUser::new();
+    let Fixture {
+        _agent,
+        user,
+        service,
+        enrolled,
+        now,
+        wrong,
+    } = Fixture::with("grace=60", 4);
     let name = user.name.as_str();
-    let service = PamService::totp(&agent.socket, "grace=60");
-    let (enrolled, now) = agent.enroll_active(name, &[]);
-    let wrong = enrolled.wrong_codes(now, 4);
 
     // No items at all (only the service).
     pamtester(&service, name, &enrolled.code(now)).assert_success();
@@ -147,13 +185,15 @@ fn without_a_tty_or_a_remote_host_every_login_needs_a_code() {
 
 #[test]
 fn grace_passes_do_not_renew_the_grace_period() {
-    setup();
-    let agent = Agent::start();
-    let user = TestUser::new();
+    let Fixture {
+        _agent,
+        user,
+        service,
+        enrolled,
+        now,
+        wrong,
+    } = Fixture::with("grace=3", 2);
     let name = user.name.as_str();
-    let service = PamService::totp(&agent.socket, "grace=3");
-    let (enrolled, now) = agent.enroll_active(name, &[]);
-    let wrong = enrolled.wrong_codes(now, 2);
     let place = [("rhost", HOST), ("tty", TTY)];
 
     as_root(&service, name, &enrolled.code(now), &place).assert_success();

@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// A harness whose account locks after `threshold` failures and whose sources are blocked
+/// after `source_threshold`.
+fn harness_locking_at(threshold: u32, source_threshold: u32) -> Harness {
+    harness_with(Config {
+        lockout: LockoutPolicy {
+            threshold,
+            source_threshold,
+            ..LockoutPolicy::default()
+        },
+        ..Config::default()
+    })
+}
+
 #[test]
 fn a_source_is_blocked_for_growing_times_and_a_success_resets_it() {
     let h = harness();
@@ -64,14 +77,7 @@ fn one_blocked_source_does_not_lock_the_owner_out_elsewhere() {
 
 #[test]
 fn failures_from_many_sources_lock_the_account_for_everyone() {
-    let h = harness_with(Config {
-        lockout: LockoutPolicy {
-            threshold: 6,
-            source_threshold: 3,
-            ..LockoutPolicy::default()
-        },
-        ..Config::default()
-    });
+    let h = harness_locking_at(6, 3);
     let enrolled = h.active_alice();
     for rhost in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
         for _ in 0..2 {
@@ -153,14 +159,7 @@ fn lockout_is_capped() {
 
 #[test]
 fn an_emergency_code_gets_the_owner_in_while_the_account_is_locked_elsewhere() {
-    let h = harness_with(Config {
-        lockout: LockoutPolicy {
-            threshold: 6,
-            source_threshold: 3,
-            ..LockoutPolicy::default()
-        },
-        ..Config::default()
-    });
+    let h = harness_locking_at(6, 3);
     let enrolled = h.active_alice();
     for host in 1..=6 {
         let _ = login_from(&h, ROOT, &format!("203.0.113.{host}"), "000000");
