@@ -25,12 +25,17 @@ fi
 #   make              the top-level Makefile
 #   fail2ban          fail2ban-regex checks the shipped filter against the agent's lines
 #   python3-prometheus-client   a real parser for `pam-totp metrics`
+#   postgresql        throwaway real clusters for the PostgreSQL store tests (testpg/: initdb,
+#                     pg_ctl, pg_basebackup, pg_dump, psql; run as the `postgres` user it creates)
+#   libssl-dev pkg-config   build postgres-openssl (the agent's TLS to PostgreSQL)
+#   openssl           the CLI: a throwaway CA and server certificate for the TLS tests
 packages=(
     gcc g++ libc6-dev make
     libpam0g-dev pamtester oathtool sqlite3
     passwd util-linux mount e2fsprogs expect procps
     openssh-server sudo libpam-google-authenticator fail2ban
     python3-prometheus-client
+    postgresql libssl-dev pkg-config openssl
 )
 
 missing=()

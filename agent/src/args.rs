@@ -13,9 +13,16 @@ pub struct Args {
     /// Unix socket to listen on (ignored when systemd passes one)
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// SQLite database holding the profiles
+    /// SQLite database holding the profiles (one host)
     #[arg(long, value_name = "PATH", default_value = DEFAULT_DB, global = true)]
     pub db: PathBuf,
+    /// Fleet store shared by many hosts: postgres://USER@HOST[:PORT][,HOST2...]/DB?sslmode=...
+    /// (or `store` in the config; its password and key come from files named there)
+    #[arg(long, value_name = "URL", conflicts_with = "db", global = true)]
+    pub store: Option<String>,
+    /// This agent's name in a fleet [default: config `host_name`, else the host name]
+    #[arg(long, value_name = "NAME")]
+    pub host_name: Option<String>,
     /// TOML configuration [default: /etc/pam-totp/agent.toml, if present]
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -34,6 +41,21 @@ pub enum AgentCommand {
         /// Where to write the copy (must not exist)
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
+    },
+    /// Print the fleet store's SQL schema, for DBAs who create it themselves (the agent
+    /// otherwise creates and migrates it when it connects).
+    Schema,
+    /// Copy a host's SQLite profiles (secrets, state, emergency codes, audit trail) into the
+    /// fleet store named by --store or the config. Idempotent: a profile already there with
+    /// the same secret is skipped; one with another secret is a conflict, reported and left
+    /// alone unless --replace.
+    Migrate {
+        /// The host's SQLite database
+        #[arg(long, value_name = "SQLITE_PATH")]
+        from: PathBuf,
+        /// Overwrite fleet profiles that conflict
+        #[arg(long)]
+        replace: bool,
     },
 }
 

@@ -23,6 +23,30 @@ pub struct Config {
     /// trail's size whatever the login rate. Rows are at most ~1.5 KiB, typically ~150 bytes.
     pub audit_max_rows: u64,
     pub lockout: LockoutPolicy,
+    /// A fleet store's URL (`postgres://...`); `None`: the SQLite file (`--db`).
+    pub store: Option<String>,
+    /// Root-only file holding the fleet store role's password.
+    pub store_password_file: Option<PathBuf>,
+    /// Root-only file of 32 random bytes: the fleet key (required with a fleet store).
+    pub store_key_file: Option<PathBuf>,
+    /// This agent's name in a fleet (default: the host name).
+    pub host_name: Option<String>,
+}
+
+/// A host name as a fleet shows it (audit rows, `HOST/source`): what host names are made of.
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    let fits = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "host_name {name:?} must be 1 to 253 letters, digits, '.', '-' or '_'"
+        ))
+    }
 }
 
 impl Default for Config {
@@ -34,6 +58,10 @@ impl Default for Config {
             audit_retention_days: 365,
             audit_max_rows: 200_000,
             lockout: LockoutPolicy::default(),
+            store: None,
+            store_password_file: None,
+            store_key_file: None,
+            host_name: None,
         }
     }
 }
@@ -164,6 +192,9 @@ impl Config {
         if self.admin_group.as_deref() == Some("") {
             return Err("admin_group must not be empty".into());
         }
+        if let Some(name) = &self.host_name {
+            check_host_name(name)?;
+        }
         Ok(())
     }
 }
@@ -207,6 +238,7 @@ mod tests {
                     source_threshold: 2,
                     source_base_seconds: 5,
                 },
+                ..Config::default()
             })
         );
         for bad in [
@@ -217,6 +249,8 @@ mod tests {
             "[lockout]\nsource_threshold = 0",
             "[lockout]\nsource_base_seconds = 1000",
             "window = \"one\"",
+            "host_name = \"a/b\"",
+            "host_name = \"\"",
         ] {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }

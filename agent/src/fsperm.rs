@@ -62,6 +62,12 @@ fn check_private(path: &Path, what: &'static str, want_dir: bool) -> Result<(), 
     Ok(())
 }
 
+/// A file holding a secret (the fleet key, the fleet store's password): a regular file (no
+/// symbolic link) of the agent's own, which group and others cannot read or write.
+pub fn check_secret_file(path: &Path, what: &'static str) -> Result<(), PermissionError> {
+    check_private(path, what, false)
+}
+
 /// Creates the database directory (0700) and file (0600) when missing, and checks both.
 pub fn prepare_database(db: &Path) -> Result<(), PermissionError> {
     let dir = match db.parent() {

@@ -1,5 +1,5 @@
-//! `pam-totp-agent [--socket PATH] [--db PATH] [--config PATH]`, or
-//! `pam-totp-agent backup --to FILE [--db PATH]`
+//! `pam-totp-agent [--socket PATH] [--db PATH | --store URL] [--config PATH] [--host-name NAME]`,
+//! or `pam-totp-agent backup --to FILE [--db PATH]`, `schema`, `migrate --from SQLITE_PATH`.
 
 mod logging;
 
@@ -11,8 +11,8 @@ use pam_totp_agent::config::{Config, DEFAULT_CONFIG};
 use pam_totp_agent::directory::Nss;
 use pam_totp_agent::server::{self, Limits};
 use pam_totp_agent::service::{Paths, Service};
-use pam_totp_agent::store::SqliteStore;
-use pam_totp_agent::{fsperm, listener};
+use pam_totp_agent::store::{PgStore, SqliteStore};
+use pam_totp_agent::{listener, migrate, startup};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -32,47 +32,43 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Everything the agent creates is private unless it says otherwise (the socket).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    if let Some(AgentCommand::Backup { to }) = &args.command {
-        SqliteStore::backup(&args.db, to, SystemClock.now())?;
-        log::info!(
-            "backup of {} written to {}",
-            args.db.display(),
-            to.display()
-        );
-        return Ok(());
+    match &args.command {
+        Some(AgentCommand::Backup { to }) => {
+            SqliteStore::backup(&args.db, to, SystemClock.now())?;
+            log::info!(
+                "backup of {} written to {}",
+                args.db.display(),
+                to.display()
+            );
+            return Ok(());
+        }
+        Some(AgentCommand::Schema) => {
+            print!("{}", pam_totp_agent::store::postgres::schema::sql());
+            return Ok(());
+        }
+        _ => {}
     }
     let config = match &args.config {
         Some(path) => Config::load(path, true)?,
         None => Config::load(DEFAULT_CONFIG.as_ref(), false)?,
     };
-    fsperm::prepare_database(&args.db)?;
-    let store = SqliteStore::open(&args.db)?;
-    if let Some((taken, profiles)) =
-        store.forget_history_if_restored(SystemClock.now(), config.window)?
-    {
-        log::warn!(
-            "{} is a restored backup (taken at Unix time {taken}): codes used since then are \
-             not recorded in it, so every time step up to now + the window is treated as used \
-             ({profiles} profiles)",
-            args.db.display()
-        );
+    let host = startup::host_name(&args, &config)?;
+    if let Some(AgentCommand::Migrate { from, replace }) = &args.command {
+        return run_migrate(&args, &config, &host, from, *replace);
     }
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
+    let opened = startup::open(&args, &config, &host, SystemClock.now())?;
     let (listener, created) = listener::open(&args.socket)?;
     let service = Arc::new(
         Service::new(
-            Box::new(store),
+            opened.store,
             Box::new(Nss),
             Box::new(SystemClock),
             config,
-            host,
+            host.clone(),
         )
         .with_paths(Paths {
             socket: args.socket.display().to_string(),
-            database: args.db.display().to_string(),
+            database: opened.location.clone(),
         }),
     );
     start_audit_pruning(Arc::clone(&service));
@@ -81,13 +77,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
     }
     log::info!(
-        "listening on {}, database {} (version {})",
+        "listening on {}, store {} as host {host} (version {})",
         created
             .as_deref()
             .map_or("the socket passed by systemd".into(), |p| p
                 .display()
                 .to_string()),
-        args.db.display(),
+        opened.location,
         env!("CARGO_PKG_VERSION")
     );
     // Under systemd Type=notify this says we are ready; elsewhere it does nothing.
@@ -99,6 +95,51 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// `migrate --from SQLITE_PATH`: one line per profile that needs a look, then a summary;
+/// fails when conflicts were left alone.
+fn run_migrate(
+    args: &Args,
+    config: &Config,
+    host: &str,
+    from: &std::path::Path,
+    replace: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let url = startup::fleet_url(args, config)
+        .ok_or("migrate needs a fleet store: --store URL, or store in the config")?;
+    if !from.is_file() {
+        return Err(format!("{}: no such SQLite database", from.display()).into());
+    }
+    let source = SqliteStore::open(from)?;
+    let fleet = PgStore::open(startup::fleet_settings(url, config, host)?)?;
+    let report = migrate::migrate(&source, &fleet, host, replace)?;
+    for account in &report.replaced {
+        println!("replaced {account}: the fleet's profile had another secret");
+    }
+    for account in &report.conflicts {
+        println!(
+            "conflict {account}: the fleet already holds another secret for it (left alone; \
+             --replace overwrites it)"
+        );
+    }
+    println!(
+        "{} copied, {} already present, {} replaced, {} conflicts, {} audit rows copied",
+        report.copied.len(),
+        report.present.len(),
+        report.replaced.len(),
+        report.conflicts.len(),
+        report.audit_rows
+    );
+    if report.conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} conflicting profiles were not migrated",
+            report.conflicts.len()
+        )
+        .into())
+    }
 }
 
 /// Deletes audit rows past the retention (age and size) now and then every minute, on a thread

@@ -62,8 +62,14 @@ fn salted_hash(salt: &[u8], code: &str) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
+/// How the store keys a salted hash (`Store::emergency_digest`): identity for one host, an
+/// HMAC with the fleet key for a fleet store.
+pub type KeyedDigest<'a> = &'a dyn Fn(&[u8]) -> Vec<u8>;
+
 /// New emergency codes: the plaintext (shown once) and their stored form `salt:hash` (hex).
-pub fn generate_emergency_codes() -> Result<(Vec<SecretString>, Vec<String>), RandomError> {
+pub fn generate_emergency_codes(
+    digest: KeyedDigest<'_>,
+) -> Result<(Vec<SecretString>, Vec<String>), RandomError> {
     let mut plain = Vec::with_capacity(EMERGENCY_CODE_COUNT);
     while plain.len() < EMERGENCY_CODE_COUNT {
         let code = random_code()?;
@@ -71,12 +77,15 @@ pub fn generate_emergency_codes() -> Result<(Vec<SecretString>, Vec<String>), Ra
             plain.push(code);
         }
     }
-    let stored = hash_emergency_codes(&plain)?;
+    let stored = hash_emergency_codes(&plain, digest)?;
     Ok((plain, stored))
 }
 
 /// The stored form `salt:hash` (hex) of each code, each with its own random salt.
-pub fn hash_emergency_codes(codes: &[SecretString]) -> Result<Vec<String>, RandomError> {
+pub fn hash_emergency_codes(
+    codes: &[SecretString],
+    digest: KeyedDigest<'_>,
+) -> Result<Vec<String>, RandomError> {
     codes
         .iter()
         .map(|code| {
@@ -85,7 +94,7 @@ pub fn hash_emergency_codes(codes: &[SecretString]) -> Result<Vec<String>, Rando
             Ok(format!(
                 "{}:{}",
                 hex::encode(salt),
-                hex::encode(salted_hash(&salt, code.expose()))
+                hex::encode(digest(&salted_hash(&salt, code.expose())))
             ))
         })
         .collect()
@@ -104,7 +113,11 @@ pub fn from_base32(text: &str) -> Option<Zeroizing<Vec<u8>>> {
 }
 
 /// Index of the stored entry matching `code`. Every entry is checked, in constant time each.
-pub fn find_emergency_code(stored: &[String], code: &str) -> Option<usize> {
+pub fn find_emergency_code(
+    stored: &[String],
+    code: &str,
+    digest: KeyedDigest<'_>,
+) -> Option<usize> {
     let mut found = None;
     for (index, entry) in stored.iter().enumerate() {
         let Some((salt_hex, hash_hex)) = entry.split_once(':') else {
@@ -113,7 +126,7 @@ pub fn find_emergency_code(stored: &[String], code: &str) -> Option<usize> {
         let (Ok(salt), Ok(hash)) = (hex::decode(salt_hex), hex::decode(hash_hex)) else {
             continue;
         };
-        let equal: bool = salted_hash(&salt, code).ct_eq(&hash).into();
+        let equal: bool = digest(&salted_hash(&salt, code)).ct_eq(&hash).into();
         if equal && found.is_none() {
             found = Some(index);
         }
@@ -145,7 +158,8 @@ mod tests {
 
     #[test]
     fn emergency_codes_are_hashed_salted_and_found_once() {
-        let Ok((plain, stored)) = generate_emergency_codes() else {
+        let plain_digest: KeyedDigest<'_> = &|salted| salted.to_vec();
+        let Ok((plain, stored)) = generate_emergency_codes(plain_digest) else {
             unreachable!("the OS RNG failed");
         };
         assert_eq!(plain.len(), EMERGENCY_CODE_COUNT);
@@ -153,9 +167,18 @@ mod tests {
             assert_eq!(code.expose().len(), EMERGENCY_CODE_DIGITS);
             assert!(code.expose().bytes().all(|b| b.is_ascii_digit()));
             assert!(!stored[index].contains(code.expose()));
-            assert_eq!(find_emergency_code(&stored, code.expose()), Some(index));
+            assert_eq!(
+                find_emergency_code(&stored, code.expose(), plain_digest),
+                Some(index)
+            );
+            // Under another key the stored forms match nothing.
+            let keyed: KeyedDigest<'_> = &|salted| salted.iter().map(|b| b ^ 1).collect();
+            assert_eq!(find_emergency_code(&stored, code.expose(), keyed), None);
         }
-        assert_eq!(find_emergency_code(&stored, "not-a-code"), None);
+        assert_eq!(
+            find_emergency_code(&stored, "not-a-code", plain_digest),
+            None
+        );
         // Same code, different salts: different stored forms.
         let salt_a = [1u8; SALT_BYTES];
         let salt_b = [2u8; SALT_BYTES];

@@ -250,6 +250,9 @@ pub struct ImportOutcome {
 pub struct AuditEntry {
     /// RFC 3339 UTC.
     pub time: String,
+    /// The agent (host) that recorded it; `None` for entries from before hosts were named.
+    #[serde(default)]
+    pub host: Option<String>,
     pub account: String,
     pub op: String,
     pub result: AuditResult,
@@ -293,7 +296,11 @@ pub struct StatusReply {
     pub version: String,
     pub uptime_seconds: u64,
     pub socket: String,
+    /// Where the profiles are: a SQLite file, or the fleet store's URL (never its password).
     pub database: String,
+    /// "sqlite" (one host) or "postgresql" (a fleet store).
+    #[serde(default)]
+    pub store: String,
     /// Only for administrators.
     pub profiles: Option<ProfileCounts>,
     /// The last hour; only for administrators.

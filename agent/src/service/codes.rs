@@ -169,7 +169,11 @@ impl Service {
     /// Uses up the emergency code `code`, if it is one of the profile's (active profiles only).
     fn use_emergency_code(&self, record: &mut ProfileRecord, code: &str) -> bool {
         let found = (record.verified() && code.len() == EMERGENCY_CODE_DIGITS)
-            .then(|| secret::find_emergency_code(&record.emergency_codes, code))
+            .then(|| {
+                secret::find_emergency_code(&record.emergency_codes, code, &|salted| {
+                    self.store.emergency_digest(salted)
+                })
+            })
             .flatten();
         if let Some(index) = found {
             record.emergency_codes.remove(index);

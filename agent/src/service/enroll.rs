@@ -36,7 +36,8 @@ impl Service {
         };
         let secret = secret::generate_secret().map_err(|e| ApiError::internal(e.to_string()))?;
         let (codes, hashed_codes) =
-            secret::generate_emergency_codes().map_err(|e| ApiError::internal(e.to_string()))?;
+            secret::generate_emergency_codes(&|s| self.store.emergency_digest(s))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
         let now = self.clock.now();
         let issuer = request.issuer.clone().unwrap_or_else(|| self.host.clone());
         let settings = CodeSettings {
@@ -47,6 +48,7 @@ impl Service {
         let fresh = ProfileRecord {
             comment: request.comment.clone().filter(|c| !c.is_empty()),
             emergency_codes: hashed_codes,
+            owner: Some(self.host.clone()),
             ..ProfileRecord::new(account, uid, secret.clone(), settings, &issuer, now)
         };
         let context = LoginContext::default();

@@ -59,8 +59,12 @@ impl Service {
             };
             let decide = move |current: Option<&ProfileRecord>, _: Option<&_>| {
                 // The uid was looked up before the transaction: no NSS call while it is open.
-                let relation =
-                    authz::relation(is_admin, peer.uid, Some(record.uid), current.map(|r| r.uid));
+                let relation = authz::relation(
+                    is_admin,
+                    peer.uid,
+                    Some(record.uid),
+                    self.recorded_uid(current),
+                );
                 let (result, change, label) =
                     self.decide_import(relation, record, current, replace);
                 *verdict = Some(result);
@@ -136,8 +140,10 @@ impl Service {
                     .with_target("account"),
             );
         };
-        let emergency_codes = secret::hash_emergency_codes(&profile.emergency_codes)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let emergency_codes = secret::hash_emergency_codes(&profile.emergency_codes, &|s| {
+            self.store.emergency_digest(s)
+        })
+        .map_err(|e| ApiError::internal(e.to_string()))?;
         let settings = CodeSettings {
             algorithm: profile.algorithm,
             digits: profile.digits,
@@ -148,6 +154,7 @@ impl Service {
             verified_at: Some(now),
             emergency_codes,
             window: profile.window,
+            owner: Some(self.host.clone()),
             ..ProfileRecord::new(&profile.account, uid, secret, settings, &self.host, now)
         })
     }

@@ -25,7 +25,7 @@ impl Service {
             .store
             .get(&target.account)
             .map_err(|e| self.store_failed(e))?;
-        let relation = Self::relation(caller, target, record.as_ref());
+        let relation = self.relation(caller, target, record.as_ref());
         if !self.permits(relation, Op::Show) {
             return Err(denied(Op::Show));
         }
@@ -195,8 +195,8 @@ impl Service {
         target: &Target,
         code: Option<&SecretString>,
     ) -> Result<Reply, ApiError> {
-        let (plain, hashed) =
-            secret::generate_emergency_codes().map_err(|e| ApiError::internal(e.to_string()))?;
+        let (plain, hashed) = secret::generate_emergency_codes(&|s| self.store.emergency_digest(s))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let now = self.clock.now();
         let proof = OwnerProof::Code(code);
         let done = self.change_profile(caller, target, Op::Codes, proof, &mut |mut record| {

@@ -320,10 +320,15 @@ impl Service {
     }
 
     fn held_to(&self, name: &str, uid: Option<u32>) -> Result<Target, ApiError> {
-        let account = self
+        let mut account = self
             .store
             .profile_account(name, uid)
             .map_err(|e| self.store_failed(e))?;
+        // Another name's profile binds this one only if that name is the same account here
+        // (a fleet store's uids were recorded on other hosts).
+        if account != name && self.directory.uid_of(&account) != uid {
+            name.clone_into(&mut account);
+        }
         Ok(Target { account, uid })
     }
 
@@ -358,13 +363,26 @@ impl Service {
 
     /// How the caller stands to the target and its profile: decided from what was resolved
     /// before the transaction, so it needs no lookup.
-    fn relation(caller: Caller, target: &Target, profile: Option<&ProfileRecord>) -> Relation {
+    fn relation(
+        &self,
+        caller: Caller,
+        target: &Target,
+        profile: Option<&ProfileRecord>,
+    ) -> Relation {
         authz::relation(
             caller.admin,
             caller.peer.uid,
             target.uid,
-            profile.map(|p| p.uid),
+            self.recorded_uid(profile),
         )
+    }
+
+    /// The uid a profile was recorded for, when it means something here: with a fleet store
+    /// it was recorded on whichever host enrolled, so only this host's NSS decides.
+    fn recorded_uid(&self, profile: Option<&ProfileRecord>) -> Option<u32> {
+        profile
+            .filter(|_| self.store.scope() == "host")
+            .map(|p| p.uid)
     }
 
     fn permits(&self, relation: Relation, op: Op) -> bool {
@@ -458,6 +476,7 @@ impl Service {
             record,
             &blocked,
             &self.host,
+            self.store.scope(),
             relation,
             self.config.self_enroll,
             now,
@@ -478,6 +497,7 @@ impl Service {
             ruser: context.ruser.clone(),
             caller_uid: peer.uid,
             caller_pid: peer.pid,
+            host: Some(self.host.clone()),
         }
     }
 
@@ -500,7 +520,7 @@ impl Service {
         let stored = self
             .store
             .transact(account, source, &mut |current, source_record| {
-                relation = Self::relation(caller, target, current);
+                relation = self.relation(caller, target, current);
                 let verdict = decide(relation, current, source_record);
                 let audit = (!(caller.quiet && verdict.changes_nothing())).then(|| {
                     let mut event = self.event(caller.peer, account, op, context);

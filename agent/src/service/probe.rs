@@ -19,7 +19,7 @@ impl Service {
             .store
             .get(&target.account)
             .map_err(|e| self.store_failed(e))?;
-        let relation = Self::relation(caller, target, record.as_ref());
+        let relation = self.relation(caller, target, record.as_ref());
         if !self.permits(relation, Op::Probe) {
             return Err(denied(Op::Probe));
         }

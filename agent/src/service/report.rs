@@ -61,6 +61,7 @@ impl Service {
             .into_iter()
             .map(|event| AuditEntry {
                 time: rfc3339(event.at),
+                host: event.host,
                 account: event.account,
                 op: event.op,
                 result: event.result,
@@ -105,6 +106,7 @@ impl Service {
             uptime_seconds: self.started.elapsed().as_secs(),
             socket: self.paths.socket.clone(),
             database: self.paths.database.clone(),
+            store: self.store.kind().to_owned(),
             profiles,
             last_hour,
         }))

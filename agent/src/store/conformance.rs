@@ -6,6 +6,10 @@
 use super::*;
 use std::sync::{Arc, Barrier};
 
+/// The host name every backend under test is opened with (a fleet store qualifies sources and
+/// grace by it).
+const HOST: &str = "conformance-host";
+
 /// A profile of `account` with settings that differ from every default, so a round trip
 /// proves each field is kept.
 fn record(account: &str, uid: u32) -> ProfileRecord {
@@ -23,6 +27,7 @@ fn record(account: &str, uid: u32) -> ProfileRecord {
         locked_until: Some(130),
         emergency_codes: vec!["aa:bb".into(), "cc:dd".into()],
         window: Some(3),
+        owner: Some(HOST.into()),
         ..ProfileRecord::new(
             account,
             uid,
@@ -48,6 +53,7 @@ fn event(account: &str, at: i64, result: AuditResult) -> AuditEvent {
         ruser: None,
         caller_uid: 0,
         caller_pid: 1,
+        host: Some(HOST.into()),
     }
 }
 
@@ -207,7 +213,11 @@ pub fn sources_are_kept_blocked_listed_cleared_and_forgotten(store: &dyn Store) 
     assert_eq!(source_of(store, "erin", "local"), SourceRecord::default());
     // Blocked at a time: longest-blocked first, bounded, expired ones left out.
     let listed = store.blocked_sources("erin", 1_000_010, 10).unwrap();
-    let names: Vec<&str> = listed.iter().map(|(name, _)| name.as_str()).collect();
+    // A store may qualify the names (a fleet store prefixes its host: `HOST/rhost:...`).
+    let names: Vec<&str> = listed
+        .iter()
+        .map(|(name, _)| name.trim_start_matches(&format!("{HOST}/")))
+        .collect();
     assert_eq!(names, ["rhost:203.0.113.9", "rhost:198.51.100.7"]);
     assert_eq!(
         store.blocked_sources("erin", 1_000_010, 1).unwrap().len(),
@@ -496,3 +506,36 @@ fn open_sqlite() -> (tempfile::TempDir, SqliteStore) {
 }
 
 conformance!(sqlite, open_sqlite);
+
+/// A fresh database in a PostgreSQL cluster shared by the tests running at the same time
+/// (started by the first, stopped when the last one's guard drops).
+fn open_postgres() -> ((Arc<pam_totp_testpg::Cluster>, String), PgStore) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, Weak};
+    static SHARED: Mutex<Weak<pam_totp_testpg::Cluster>> = Mutex::new(Weak::new());
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let cluster = {
+        let mut shared = SHARED.lock().unwrap();
+        shared.upgrade().unwrap_or_else(|| {
+            let started = Arc::new(pam_totp_testpg::Cluster::start(Default::default()).unwrap());
+            *shared = Arc::downgrade(&started);
+            started
+        })
+    };
+    let database = format!("conformance_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    cluster
+        .psql(&format!("CREATE DATABASE {database} OWNER pamtotp"))
+        .unwrap();
+    let url = cluster.url().replace("/pamtotp?", &format!("/{database}?"));
+    let password = Zeroizing::new(cluster.password().to_owned());
+    let store = PgStore::open(PgSettings {
+        url: postgres::StoreUrl::parse(&url, Some(&password)).unwrap(),
+        key: fleet_key::FleetKey::from_bytes(&[9; 32]),
+        host: HOST.into(),
+        window: 1,
+    })
+    .unwrap();
+    ((cluster, database), store)
+}
+
+conformance!(postgresql, open_postgres);

@@ -7,8 +7,11 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod fleet_key;
+pub mod postgres;
 pub(crate) mod sqlite;
 
+pub use postgres::{PgSettings, PgStore};
 pub use sqlite::SqliteStore;
 
 use pam_totp_proto::{Algorithm, AuditResult};
@@ -21,6 +24,8 @@ pub struct ProfileRecord {
     pub id: i64,
     pub account: String,
     pub uid: u32,
+    /// The host name of the agent that created it (`None`: recorded before hosts were).
+    pub owner: Option<String>,
     pub secret: Zeroizing<Vec<u8>>,
     pub algorithm: Algorithm,
     pub digits: u8,
@@ -65,6 +70,7 @@ impl ProfileRecord {
             id: 0,
             account: account.to_owned(),
             uid,
+            owner: None,
             secret,
             algorithm: settings.algorithm,
             digits: settings.digits,
@@ -95,6 +101,8 @@ pub struct AuditEvent {
     /// The row's place in the trail, as read back (ignored when appending).
     pub id: i64,
     pub at: i64,
+    /// The agent that wrote it (`None`: recorded before hosts were).
+    pub host: Option<String>,
     pub account: String,
     pub uid: Option<u32>,
     pub op: String,
@@ -231,6 +239,16 @@ pub type Decision<'a> = dyn FnMut(Option<&ProfileRecord>, Option<&SourceRecord>)
 pub trait Store: Send + Sync {
     /// What kind of store this is, for `metrics` (e.g. "sqlite").
     fn kind(&self) -> &'static str;
+    /// "host" when only this agent uses the store, "fleet" when many hosts share it (then
+    /// uids recorded elsewhere mean nothing here: only this host's NSS decides who is who).
+    fn scope(&self) -> &'static str {
+        "host"
+    }
+    /// The stored form of an emergency code's salted SHA-256: itself, or keyed with a key the
+    /// database never sees (a fleet store), so a dump is no dictionary to guess against.
+    fn emergency_digest(&self, salted: &[u8]) -> Vec<u8> {
+        salted.to_vec()
+    }
     /// Adds the store's own metrics (e.g. commit batches) to the agent's.
     fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
     fn get(&self, account: &str) -> Result<Option<ProfileRecord>, StoreError>;

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 /// Columns of `log`, in order.
 pub const LOG_COLUMNS: &[&str] = &[
-    "time", "account", "op", "service", "rhost", "tty", "caller", "result",
+    "time", "host", "account", "op", "service", "rhost", "tty", "caller", "result",
 ];
 
 pub fn render(
@@ -48,6 +48,7 @@ fn log_table(entries: &[AuditEntry], human: &Human<'_>) -> String {
                 .clone();
             vec![
                 (human.zone.human(&sanitize(&entry.time)), None),
+                (optional(&entry.host), None),
                 (sanitize(&entry.account), None),
                 (sanitize(&entry.op), None),
                 (optional(&entry.service), None),

@@ -33,6 +33,9 @@ fn status_text(status: &StatusReply) -> String {
         ("socket", sanitize(&status.socket)),
         ("database", sanitize(&status.database)),
     ];
+    if !status.store.is_empty() {
+        lines.push(("store", sanitize(&status.store)));
+    }
     if let Some(profiles) = &status.profiles {
         lines.push((
             "profiles",

@@ -216,6 +216,7 @@ fn colour_keeps_tables_aligned() {
 fn entry(time: &str, result: &str, caller_uid: u32) -> AuditEntry {
     AuditEntry {
         time: time.into(),
+        host: Some("web1".into()),
         account: "alice".into(),
         op: "authenticate".into(),
         result: pam_totp_proto::AuditResult::parse(result),
@@ -251,9 +252,9 @@ fn log_table_and_json() {
     .unwrap();
     assert_eq!(
         out.as_str(),
-        "time                 account  op            service  rhost      tty  caller  result\n\
-         2026-11-22 10:00:05  alice    authenticate  sshd     192.0.2.7  -    root    wrong_code\n\
-         2026-11-22 09:59:00  alice    authenticate  sshd     192.0.2.7  -    1001    success\n"
+        "time                 host  account  op            service  rhost      tty  caller  result\n\
+         2026-11-22 10:00:05  web1  alice    authenticate  sshd     192.0.2.7  -    root    wrong_code\n\
+         2026-11-22 09:59:00  web1  alice    authenticate  sshd     192.0.2.7  -    1001    success\n"
     );
     let coloured = Human {
         colour: true,
@@ -290,6 +291,7 @@ fn log_table_and_json() {
         [
             "account",
             "caller_uid",
+            "host",
             "op",
             "result",
             "rhost",
@@ -328,6 +330,7 @@ fn status_text_and_json() {
         uptime_seconds: 3725,
         socket: "/run/pam-totp/agent.sock".into(),
         database: "/var/lib/pam-totp/profiles.sqlite3".into(),
+        store: "sqlite".into(),
         profiles: Some(pam_totp_proto::ProfileCounts {
             pending: 1,
             active: 3,
@@ -346,6 +349,7 @@ fn status_text_and_json() {
          uptime:    1h 2m 5s\n\
          socket:    /run/pam-totp/agent.sock\n\
          database:  /var/lib/pam-totp/profiles.sqlite3\n\
+         store:     sqlite\n\
          profiles:  1 pending, 3 active, 0 disabled, 2 locked\n\
          last hour: 1 login, 4 failures\n"
     );

@@ -280,7 +280,7 @@ impl Store for SqliteStore {
             let mut statement = connection
                 .prepare_cached(
                     "SELECT id, at, account, uid, op, result, service, rhost, tty, ruser, \
-                     caller_uid, caller_pid FROM audit WHERE (?1 IS NULL OR account = ?1) \
+                     caller_uid, caller_pid, host FROM audit WHERE (?1 IS NULL OR account = ?1) \
                      AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR id < ?3) \
                      ORDER BY id DESC LIMIT ?4",
                 )
@@ -301,6 +301,7 @@ impl Store for SqliteStore {
                         ruser: row.get(9)?,
                         caller_uid: row.get(10)?,
                         caller_pid: row.get(11)?,
+                        host: row.get(12)?,
                     })
                 })
                 .map_err(read_error)?;

@@ -15,9 +15,10 @@ pub(super) const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
 
 /// The profile table's columns besides `id`, in [`ProfileRecord`]'s field order: the one list
 /// the SELECT, INSERT and UPDATE statements and both row mappings are built from.
-pub(super) const PROFILE_COLUMNS: [&str; 18] = [
+pub(super) const PROFILE_COLUMNS: [&str; 19] = [
     "account",
     "uid",
+    "owner",
     "secret",
     "algorithm",
     "digits",
@@ -87,6 +88,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ProfileRecord> 
     let id = row.get(next())?;
     let account = row.get(next())?;
     let uid = row.get(next())?;
+    let owner = row.get(next())?;
     let secret = Zeroizing::new(row.get(next())?);
     let algorithm_column = next();
     let algorithm: String = row.get(algorithm_column)?;
@@ -101,6 +103,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ProfileRecord> 
         id,
         account,
         uid,
+        owner,
         secret,
         algorithm,
         digits: row.get(next())?,
@@ -133,6 +136,9 @@ pub(super) fn profile_values(record: &ProfileRecord) -> [ToSqlOutput<'_>; PROFIL
     [
         ToSqlOutput::Borrowed(ValueRef::Text(record.account.as_bytes())),
         int(i64::from(record.uid)),
+        record.owner.as_deref().map_or(owned(Value::Null), |o| {
+            ToSqlOutput::Borrowed(ValueRef::Text(o.as_bytes()))
+        }),
         ToSqlOutput::Borrowed(ValueRef::Blob(&record.secret)),
         ToSqlOutput::Borrowed(ValueRef::Text(record.algorithm.as_str().as_bytes())),
         int(i64::from(record.digits)),
@@ -285,7 +291,7 @@ impl Cached for Connection {
 pub(super) fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusqlite::Result<()> {
     connection.run(
         "INSERT INTO audit (at, account, uid, op, result, service, rhost, tty, ruser, \
-         caller_uid, caller_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+         caller_uid, caller_pid, host) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             event.at,
             event.account,
@@ -298,6 +304,7 @@ pub(super) fn insert_audit(connection: &Connection, event: &AuditEvent) -> rusql
             event.ruser,
             event.caller_uid,
             event.caller_pid,
+            event.host,
         ],
     )?;
     Ok(())

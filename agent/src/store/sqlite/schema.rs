@@ -65,6 +65,10 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 ",
+    "
+    ALTER TABLE profiles ADD COLUMN owner TEXT;
+    ALTER TABLE audit ADD COLUMN host TEXT;
+",
 ];
 
 pub(super) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {

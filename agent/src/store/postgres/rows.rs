@@ -1,0 +1,323 @@
+//! How profiles, sources and audit rows map to the fleet store's tables. Secrets are sealed
+//! with the fleet key on the way in and opened on the way out: no plaintext reaches a row.
+
+use super::Fail;
+use crate::store::fleet_key::FleetKey;
+use crate::store::{AuditEvent, ProfileRecord, SourceRecord, StoreError};
+use pam_totp_proto::{Algorithm, AuditResult};
+use postgres::types::ToSql;
+use postgres::{GenericClient, Row};
+use std::sync::OnceLock;
+
+/// A source's failures are forgotten a day after its last one, once it is not blocked
+/// (as in the SQLite store).
+const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
+
+/// The profile table's columns besides `id`, in [`ProfileRecord`]'s field order: the one list
+/// the SELECT, INSERT and UPDATE statements are built from.
+const PROFILE_COLUMNS: [&str; 19] = [
+    "account",
+    "uid",
+    "owner",
+    "secret",
+    "algorithm",
+    "digits",
+    "period",
+    "issuer",
+    "comment",
+    "created_at",
+    "changed_at",
+    "verified_at",
+    "last_used_at",
+    "enabled",
+    "last_step",
+    "failed_attempts",
+    "locked_until",
+    "emergency_codes",
+    "skew_window",
+];
+
+pub(super) struct ProfileSql {
+    pub(super) select: String,
+    insert: String,
+    update: String,
+}
+
+pub(super) fn profile_sql() -> &'static ProfileSql {
+    static SQL: OnceLock<ProfileSql> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let columns = PROFILE_COLUMNS.join(", ");
+        let numbered = (1..=PROFILE_COLUMNS.len()).map(|n| format!("${n}"));
+        let placeholders: Vec<String> = numbered.clone().collect();
+        let assignments: Vec<String> = PROFILE_COLUMNS
+            .iter()
+            .zip(numbered)
+            .map(|(column, placeholder)| format!("{column} = {placeholder}"))
+            .collect();
+        ProfileSql {
+            select: format!("SELECT id, {columns} FROM profiles"),
+            insert: format!(
+                "INSERT INTO profiles ({columns}) VALUES ({}) RETURNING id",
+                placeholders.join(", ")
+            ),
+            // Keyed by the account (the first column), never by the id.
+            update: format!(
+                "UPDATE profiles SET {} WHERE account = $1",
+                assignments.join(", ")
+            ),
+        }
+    })
+}
+
+fn to_u32(value: i64, column: &str) -> Result<u32, Fail> {
+    u32::try_from(value).map_err(|_| {
+        Fail::Store(StoreError::Internal(format!(
+            "cannot read state: {column} {value} is out of range"
+        )))
+    })
+}
+
+/// A profile from a row of `profile_sql().select`, its secret opened with the fleet key.
+pub(super) fn record_from_row(row: &Row, key: &FleetKey) -> Result<ProfileRecord, Fail> {
+    let account: String = row.try_get(1)?;
+    let sealed: Vec<u8> = row.try_get(4)?;
+    let secret = key
+        .open_secret(&account, &sealed)
+        .map_err(|e| Fail::Store(StoreError::Internal(format!("cannot read state: {e}"))))?;
+    let algorithm: String = row.try_get(5)?;
+    let algorithm = algorithm
+        .parse::<Algorithm>()
+        .map_err(|e| Fail::Store(StoreError::Internal(format!("cannot read state: {e}"))))?;
+    let digits: i32 = row.try_get(6)?;
+    let period: i32 = row.try_get(7)?;
+    let failed: i32 = row.try_get(16)?;
+    let window: Option<i32> = row.try_get(19)?;
+    Ok(ProfileRecord {
+        id: row.try_get(0)?,
+        uid: to_u32(row.try_get(2)?, "uid")?,
+        owner: row.try_get(3)?,
+        secret,
+        algorithm,
+        digits: u8::try_from(digits).unwrap_or(0),
+        period: to_u32(period.into(), "period")?,
+        issuer: row.try_get(8)?,
+        comment: row.try_get(9)?,
+        created_at: row.try_get(10)?,
+        changed_at: row.try_get(11)?,
+        verified_at: row.try_get(12)?,
+        last_used_at: row.try_get(13)?,
+        enabled: row.try_get(14)?,
+        last_step: row.try_get(15)?,
+        failed_attempts: to_u32(failed.into(), "failed_attempts")?,
+        locked_until: row.try_get(17)?,
+        emergency_codes: row
+            .try_get::<_, String>(18)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        window: window.map(|w| u32::try_from(w).unwrap_or(0)),
+        account,
+    })
+}
+
+/// Writes the profile's columns with `sql` (insert or update); returns the first column of
+/// the first row (the id, for an insert).
+fn write_profile(
+    client: &mut impl GenericClient,
+    sql: &str,
+    record: &ProfileRecord,
+    key: &FleetKey,
+) -> Result<Option<i64>, Fail> {
+    let sealed = key
+        .seal_secret(&record.account, &record.secret)
+        .map_err(|e| Fail::Store(StoreError::Internal(format!("cannot record state: {e}"))))?;
+    let uid = i64::from(record.uid);
+    let algorithm = record.algorithm.as_str();
+    let digits = i32::from(record.digits);
+    let period = i32::try_from(record.period).unwrap_or(i32::MAX);
+    let failed = i32::try_from(record.failed_attempts).unwrap_or(i32::MAX);
+    let codes = record.emergency_codes.join(",");
+    let window = record.window.map(|w| i32::try_from(w).unwrap_or(i32::MAX));
+    let values: [&(dyn ToSql + Sync); PROFILE_COLUMNS.len()] = [
+        &record.account,
+        &uid,
+        &record.owner,
+        &sealed,
+        &algorithm,
+        &digits,
+        &period,
+        &record.issuer,
+        &record.comment,
+        &record.created_at,
+        &record.changed_at,
+        &record.verified_at,
+        &record.last_used_at,
+        &record.enabled,
+        &record.last_step,
+        &failed,
+        &record.locked_until,
+        &codes,
+        &window,
+    ];
+    let rows = client.query(sql, &values)?;
+    Ok(rows.first().map(|row| row.try_get(0)).transpose()?)
+}
+
+pub(super) fn load(
+    client: &mut impl GenericClient,
+    account: &str,
+    key: &FleetKey,
+) -> Result<Option<ProfileRecord>, Fail> {
+    let sql = format!("{} WHERE account = $1", profile_sql().select);
+    client
+        .query_opt(&sql, &[&account])?
+        .map(|row| record_from_row(&row, key))
+        .transpose()
+}
+
+/// Stores a new profile for the account (replacing any it had); assigns its id.
+pub(super) fn create(
+    client: &mut impl GenericClient,
+    record: &mut ProfileRecord,
+    key: &FleetKey,
+) -> Result<(), Fail> {
+    client.execute(
+        "DELETE FROM profiles WHERE account = $1",
+        &[&record.account],
+    )?;
+    record.id = write_profile(client, &profile_sql().insert, record, key)?.unwrap_or(0);
+    Ok(())
+}
+
+pub(super) fn update(
+    client: &mut impl GenericClient,
+    record: &ProfileRecord,
+    key: &FleetKey,
+) -> Result<(), Fail> {
+    write_profile(client, &profile_sql().update, record, key)?;
+    Ok(())
+}
+
+pub(super) fn source_from_row(row: &Row, first: usize) -> Result<SourceRecord, Fail> {
+    let failures: i32 = row.try_get(first)?;
+    Ok(SourceRecord {
+        failures: to_u32(failures.into(), "failures")?,
+        blocked_until: row.try_get(first + 1)?,
+        last_failure_at: row.try_get(first + 2)?,
+    })
+}
+
+pub(super) fn load_source(
+    client: &mut impl GenericClient,
+    account: &str,
+    source: &str,
+) -> Result<SourceRecord, Fail> {
+    client
+        .query_opt(
+            "SELECT failures, blocked_until, last_failure_at FROM source_failures \
+             WHERE account = $1 AND source = $2",
+            &[&account, &source],
+        )?
+        .map_or(Ok(SourceRecord::default()), |row| source_from_row(&row, 0))
+}
+
+pub(super) fn save_source(
+    client: &mut impl GenericClient,
+    account: &str,
+    source: &str,
+    record: &SourceRecord,
+) -> Result<(), Fail> {
+    if record.is_clear() {
+        client.execute(
+            "DELETE FROM source_failures WHERE account = $1 AND source = $2",
+            &[&account, &source],
+        )?;
+        return Ok(());
+    }
+    let failures = i32::try_from(record.failures).unwrap_or(i32::MAX);
+    client.execute(
+        "INSERT INTO source_failures (account, source, failures, blocked_until, last_failure_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account, source) DO UPDATE SET \
+         failures = excluded.failures, blocked_until = excluded.blocked_until, \
+         last_failure_at = excluded.last_failure_at",
+        &[
+            &account,
+            &source,
+            &failures,
+            &record.blocked_until,
+            &record.last_failure_at,
+        ],
+    )?;
+    let horizon = record.last_failure_at - SOURCE_RETENTION_SECONDS;
+    client.execute(
+        "DELETE FROM source_failures WHERE account = $1 AND last_failure_at < $2 \
+         AND (blocked_until IS NULL OR blocked_until < $3)",
+        &[&account, &horizon, &record.last_failure_at],
+    )?;
+    Ok(())
+}
+
+pub(super) fn clear_sources(client: &mut impl GenericClient, account: &str) -> Result<(), Fail> {
+    client.execute(
+        "DELETE FROM source_failures WHERE account = $1",
+        &[&account],
+    )?;
+    Ok(())
+}
+
+pub(super) fn insert_audit(
+    client: &mut impl GenericClient,
+    event: &AuditEvent,
+) -> Result<(), Fail> {
+    let uid = event.uid.map(i64::from);
+    let caller_uid = i64::from(event.caller_uid);
+    client.execute(
+        "INSERT INTO audit (at, host, account, uid, op, result, service, rhost, tty, ruser, \
+         caller_uid, caller_pid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &event.at,
+            &event.host,
+            &event.account,
+            &uid,
+            &event.op,
+            &event.result.as_str(),
+            &event.service,
+            &event.rhost,
+            &event.tty,
+            &event.ruser,
+            &caller_uid,
+            &event.caller_pid,
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) const AUDIT_SELECT: &str = "SELECT id, at, host, account, uid, op, result, service, \
+     rhost, tty, ruser, caller_uid, caller_pid FROM audit";
+
+pub(super) fn audit_from_row(row: &Row) -> Result<AuditEvent, Fail> {
+    let uid: Option<i64> = row.try_get(4)?;
+    let result: String = row.try_get(6)?;
+    Ok(AuditEvent {
+        id: row.try_get(0)?,
+        at: row.try_get(1)?,
+        host: row.try_get(2)?,
+        account: row.try_get(3)?,
+        uid: uid.map(|u| to_u32(u, "uid")).transpose()?,
+        op: row.try_get(5)?,
+        result: AuditResult::parse(&result),
+        service: row.try_get(7)?,
+        rhost: row.try_get(8)?,
+        tty: row.try_get(9)?,
+        ruser: row.try_get(10)?,
+        caller_uid: to_u32(row.try_get(11)?, "caller_uid")?,
+        caller_pid: row.try_get(12)?,
+    })
+}
+
+/// A `count(*)` column (never negative) as u64.
+pub(super) fn count(row: &Row, index: usize) -> Result<u64, Fail> {
+    let value: i64 = row.try_get(index)?;
+    Ok(u64::try_from(value).unwrap_or(0))
+}
