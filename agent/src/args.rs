@@ -21,10 +21,10 @@ pub struct Args {
     #[arg(long, value_name = "URL", conflicts_with = "db", global = true)]
     pub store: Option<String>,
     /// This agent's name in a fleet [default: config `host_name`, else the host name]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", global = true)]
     pub host_name: Option<String>,
     /// TOML configuration [default: /etc/pam-totp/agent.toml, if present]
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<AgentCommand>,

@@ -296,9 +296,18 @@ impl Service {
     }
 
     /// A store failure as the caller sees it (`internal`, its message), counted.
+    /// A store failure as the client sees it: "not now" (exit 8, PAM_AUTHINFO_UNAVAIL) when
+    /// the store is away, full or busy; else internal.
     fn store_failed(&self, error: StoreError) -> ApiError {
         self.metrics.store_error();
-        ApiError::internal(error.to_string())
+        match error {
+            StoreError::Unavailable(message) => {
+                ApiError::new(pam_totp_proto::ErrorCode::Unavailable, message)
+            }
+            StoreError::Invalid(message) | StoreError::Internal(message) => {
+                ApiError::internal(message)
+            }
+        }
     }
 
     fn is_admin(&self, uid: u32) -> bool {

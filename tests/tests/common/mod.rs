@@ -16,6 +16,8 @@
 
 pub mod dialog;
 pub mod faults;
+pub mod fleet;
+pub mod race;
 pub mod sshd;
 pub mod sudo;
 
@@ -507,6 +509,8 @@ pub struct Agent {
     pub db: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// Arguments naming the store and host instead of `--db` (a fleet agent).
+    store_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -518,6 +522,36 @@ impl Agent {
 
     /// Starts an agent with the given TOML configuration.
     pub fn with_config(config: &str) -> Self {
+        let mut agent = Self::unstarted(config);
+        agent.spawn();
+        agent
+    }
+
+    /// An agent of a fleet store: `--store URL --host-name HOST` instead of `--db`, its
+    /// config `config` plus what `extra` writes into its private dir (key and password files)
+    /// and returns as config lines.
+    pub fn with_store(
+        config: &str,
+        url: &str,
+        host: &str,
+        extra: impl FnOnce(&Path) -> String,
+    ) -> Self {
+        let mut agent = Self::unstarted(config);
+        let lines = extra(&agent.dir.path().join("state"));
+        fs::write(&agent.config, format!("{lines}\n{config}"))
+            .expect("cannot write the agent config");
+        agent.store_args = vec![
+            "--store".into(),
+            url.into(),
+            "--host-name".into(),
+            host.into(),
+        ];
+        agent.spawn();
+        agent
+    }
+
+    /// The agent's files, not yet running.
+    fn unstarted(config: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("pamtotp-e2e-")
             .tempdir()
@@ -530,16 +564,15 @@ impl Agent {
             .expect("cannot chmod the state dir");
         let config_path = dir.path().join("agent.toml");
         fs::write(&config_path, config).expect("cannot write the agent config");
-        let mut agent = Self {
+        Self {
             socket: dir.path().join("agent.sock"),
             db: state.join("profiles.sqlite3"),
             config: config_path,
             log: dir.path().join("agent.log"),
             dir,
+            store_args: Vec::new(),
             child: None,
-        };
-        agent.spawn();
-        agent
+        }
     }
 
     /// The agent's private temp dir.
@@ -556,11 +589,14 @@ impl Agent {
             .open(&self.log)
             .expect("cannot open the agent log");
         let stdout = log.try_clone().expect("cannot clone the agent log handle");
-        let mut child = Command::new(agent_bin())
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--db")
-            .arg(&self.db)
+        let mut command = Command::new(agent_bin());
+        command.arg("--socket").arg(&self.socket);
+        if self.store_args.is_empty() {
+            command.arg("--db").arg(&self.db);
+        } else {
+            command.args(&self.store_args);
+        }
+        let mut child = command
             .arg("--config")
             .arg(&self.config)
             .env_remove("LISTEN_FDS")

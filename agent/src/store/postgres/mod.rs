@@ -99,7 +99,11 @@ pub(crate) fn pg_error(failure: Failure, error: &postgres::Error) -> StoreError 
     };
     let message = match error.as_db_error() {
         Some(db) => format!("{what}: fleet store: {}", db.message()),
-        None => format!("{what}: fleet store: {error}"),
+        // The cause says what went wrong (refused, certificate verify failed, ...).
+        None => match std::error::Error::source(error) {
+            Some(cause) => format!("{what}: fleet store: {error}: {cause}"),
+            None => format!("{what}: fleet store: {error}"),
+        },
     };
     let class = error.code().map(|c| &c.code()[..2]);
     if connection_lost(error) || retryable(error) {
