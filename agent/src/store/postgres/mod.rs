@@ -8,6 +8,7 @@ mod connect;
 mod failover;
 mod rows;
 pub mod schema;
+mod session;
 
 use super::fleet_key::FleetKey;
 use super::{
@@ -20,6 +21,7 @@ use pam_totp_proto::AuditResult;
 use postgres::error::SqlState;
 use postgres_openssl::MakeTlsConnector;
 use rows::*;
+use session::{Session, Statements};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -143,6 +145,7 @@ fn unix_now() -> i64 {
 /// A pooled connection, and whether it must not be reused.
 pub(crate) struct Connection {
     client: postgres::Client,
+    statements: Statements,
     broken: bool,
 }
 
@@ -180,6 +183,7 @@ impl r2d2::ManageConnection for Connector {
         }
         Ok(Connection {
             client,
+            statements: Statements::default(),
             broken: false,
         })
     }
@@ -235,7 +239,7 @@ impl PgStore {
         };
         // Connect once now: a wrong URL, password or key is reported at start, not at the
         // first login.
-        store.with_client(Failure::Read, |_| Ok(()))?;
+        store.with_client(Failure::Read, |_, _| Ok(()))?;
         Ok(store)
     }
 
@@ -249,7 +253,7 @@ impl PgStore {
     fn with_client<T>(
         &self,
         failure: Failure,
-        mut work: impl FnMut(&mut postgres::Client) -> Result<T, Fail>,
+        mut work: impl FnMut(&mut postgres::Client, &mut Statements) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
         let deadline = Instant::now() + RETRY_BUDGET;
         loop {
@@ -257,7 +261,10 @@ impl PgStore {
                 .pool
                 .get()
                 .map_err(|e| StoreError::Unavailable(format!("fleet store unreachable: {e}")))?;
-            match work(&mut connection.client) {
+            let Connection {
+                client, statements, ..
+            } = &mut *connection;
+            match work(client, statements) {
                 Ok(value) => return Ok(value),
                 Err(Fail::Pg(error)) => {
                     if connection_lost(&error) {
@@ -274,17 +281,42 @@ impl PgStore {
         }
     }
 
+    /// Runs `work` outside a transaction: one statement (a read, or a write that needs no
+    /// company: an audit row, a prune), with no BEGIN and COMMIT round trips.
+    fn single<T>(
+        &self,
+        failure: Failure,
+        mut work: impl FnMut(&mut Session<'_, postgres::Client>) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        self.with_client(failure, |client, statements| {
+            work(&mut Session::new(client, statements))
+        })
+    }
+
     fn read<T>(
         &self,
-        mut work: impl FnMut(&mut postgres::Client) -> Result<T, Fail>,
+        work: impl FnMut(&mut Session<'_, postgres::Client>) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
-        self.with_client(Failure::Read, |client| work(client))
+        self.single(Failure::Read, work)
+    }
+
+    /// Runs `work` in one transaction, committed when it succeeds.
+    fn write<T>(
+        &self,
+        mut work: impl FnMut(&mut Session<'_, postgres::Transaction<'_>>) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        self.with_client(Failure::Write, |client, statements| {
+            let mut tx = client.transaction()?;
+            let value = work(&mut Session::new(&mut tx, statements))?;
+            tx.commit()?;
+            Ok(value)
+        })
     }
 
     /// One account's transaction body: lock, read, decide, write the outcome and its audit.
     fn apply(
         &self,
-        tx: &mut postgres::Transaction<'_>,
+        tx: &mut Session<'_, postgres::Transaction<'_>>,
         account: &str,
         source: Option<&str>,
         decide: &mut Decision<'_>,
@@ -334,12 +366,10 @@ impl PgStore {
 
     /// Inserts many new profiles (ids are assigned) in one transaction (benchmarks, migrate).
     pub fn insert_many(&self, records: &mut [ProfileRecord]) -> Result<(), StoreError> {
-        self.with_client(Failure::Write, |client| {
-            let mut tx = client.transaction()?;
+        self.write(|tx| {
             for record in records.iter_mut() {
-                create(&mut tx, record, &self.key)?;
+                create(tx, record, &self.key)?;
             }
-            tx.commit()?;
             Ok(())
         })
     }
@@ -403,13 +433,9 @@ impl Store for PgStore {
 
     fn list(&self, after: Option<&str>, limit: u32) -> Result<Vec<ProfileRecord>, StoreError> {
         let limit = i64::from(limit);
-        let sql = format!(
-            "{} WHERE ($1::text IS NULL OR account > $1) ORDER BY account LIMIT $2",
-            profile_sql().select
-        );
         self.read(|client| {
             client
-                .query(&sql, &[&after, &limit])?
+                .query(&profile_sql().page, &[&after, &limit])?
                 .iter()
                 .map(|row| record_from_row(row, &self.key))
                 .collect()
@@ -422,35 +448,28 @@ impl Store for PgStore {
         source: Option<&str>,
         decide: &mut Decision<'_>,
     ) -> Result<Option<ProfileRecord>, StoreError> {
-        self.with_client(Failure::Write, |client| {
-            let mut tx = client.transaction()?;
-            let stored = self.apply(&mut tx, account, source, decide)?;
-            tx.commit()?;
-            Ok(stored)
-        })
+        self.write(|tx| self.apply(tx, account, source, decide))
     }
 
     fn transact_each(
         &self,
         jobs: &mut [(String, Box<Decision<'_>>)],
     ) -> Result<Vec<Option<ProfileRecord>>, StoreError> {
-        self.with_client(Failure::Write, |client| {
-            let mut tx = client.transaction()?;
+        self.write(|tx| {
             // Locks in account order, so two batches never wait on each other in a cycle.
             let mut order: Vec<usize> = (0..jobs.len()).collect();
             order.sort_by(|a, b| jobs[*a].0.cmp(&jobs[*b].0));
             let mut stored = vec![None; jobs.len()];
             for index in order {
                 let (account, decide) = &mut jobs[index];
-                stored[index] = self.apply(&mut tx, account, None, decide.as_mut())?;
+                stored[index] = self.apply(tx, account, None, decide.as_mut())?;
             }
-            tx.commit()?;
             Ok(stored)
         })
     }
 
     fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.with_client(Failure::Write, |client| insert_audit(client, event))
+        self.single(Failure::Write, |client| insert_audit(client, event))
     }
 
     fn last_code_login(
@@ -486,14 +505,15 @@ impl Store for PgStore {
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
         let limit = i64::from(query.limit);
-        let sql = format!(
-            "{AUDIT_SELECT} WHERE ($1::text IS NULL OR account = $1) \
+        const SQL: &str = concat!(
+            audit_select!(),
+            " WHERE ($1::text IS NULL OR account = $1) \
              AND ($2::bigint IS NULL OR at >= $2) AND ($3::bigint IS NULL OR id < $3) \
              ORDER BY id DESC LIMIT $4"
         );
         self.read(|client| {
             client
-                .query(&sql, &[&query.account, &query.since, &query.before, &limit])?
+                .query(SQL, &[&query.account, &query.since, &query.before, &limit])?
                 .iter()
                 .map(audit_from_row)
                 .collect()
@@ -553,7 +573,7 @@ impl Store for PgStore {
         let keep = i64::try_from(keep_rows).unwrap_or(i64::MAX);
         let mut deleted = 0;
         loop {
-            let chunk = self.with_client(Failure::Write, |client| {
+            let chunk = self.single(Failure::Write, |client| {
                 Ok(client.execute(
                     "DELETE FROM audit WHERE \
                      id IN (SELECT id FROM audit WHERE at < $1 LIMIT $3) OR \

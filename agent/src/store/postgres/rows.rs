@@ -6,6 +6,7 @@ use crate::store::fleet_key::FleetKey;
 use crate::store::{AuditEvent, ProfileRecord, SourceRecord, StoreError};
 use pam_totp_proto::{Algorithm, AuditResult};
 use postgres::types::ToSql;
+use super::session::Session;
 use postgres::{GenericClient, Row};
 use std::sync::OnceLock;
 
@@ -38,7 +39,10 @@ const PROFILE_COLUMNS: [&str; 19] = [
 ];
 
 pub(super) struct ProfileSql {
-    pub(super) select: String,
+    /// One profile, by account.
+    by_account: String,
+    /// A page of profiles after an account (or from the first).
+    pub(super) page: String,
     insert: String,
     update: String,
 }
@@ -54,8 +58,12 @@ pub(super) fn profile_sql() -> &'static ProfileSql {
             .zip(numbered)
             .map(|(column, placeholder)| format!("{column} = {placeholder}"))
             .collect();
+        let select = format!("SELECT id, {columns} FROM profiles");
         ProfileSql {
-            select: format!("SELECT id, {columns} FROM profiles"),
+            by_account: format!("{select} WHERE account = $1"),
+            page: format!(
+                "{select} WHERE ($1::text IS NULL OR account > $1) ORDER BY account LIMIT $2"
+            ),
             insert: format!(
                 "INSERT INTO profiles ({columns}) VALUES ({}) RETURNING id",
                 placeholders.join(", ")
@@ -77,7 +85,7 @@ fn to_u32(value: i64, column: &str) -> Result<u32, Fail> {
     })
 }
 
-/// A profile from a row of `profile_sql().select`, its secret opened with the fleet key.
+/// A profile from a row of the profile statements, its secret opened with the fleet key.
 pub(super) fn record_from_row(row: &Row, key: &FleetKey) -> Result<ProfileRecord, Fail> {
     let account: String = row.try_get(1)?;
     let sealed: Vec<u8> = row.try_get(4)?;
@@ -124,8 +132,8 @@ pub(super) fn record_from_row(row: &Row, key: &FleetKey) -> Result<ProfileRecord
 /// Writes the profile's columns with `sql` (insert or update); returns the first column of
 /// the first row (the id, for an insert).
 fn write_profile(
-    client: &mut impl GenericClient,
-    sql: &str,
+    s: &mut Session<'_, impl GenericClient>,
+    sql: &'static str,
     record: &ProfileRecord,
     key: &FleetKey,
 ) -> Result<Option<i64>, Fail> {
@@ -160,42 +168,40 @@ fn write_profile(
         &codes,
         &window,
     ];
-    let rows = client.query(sql, &values)?;
+    let rows = s.query(sql, &values)?;
     Ok(rows.first().map(|row| row.try_get(0)).transpose()?)
 }
 
 pub(super) fn load(
-    client: &mut impl GenericClient,
+    s: &mut Session<'_, impl GenericClient>,
     account: &str,
     key: &FleetKey,
 ) -> Result<Option<ProfileRecord>, Fail> {
-    let sql = format!("{} WHERE account = $1", profile_sql().select);
-    client
-        .query_opt(&sql, &[&account])?
+    s.query_opt(&profile_sql().by_account, &[&account])?
         .map(|row| record_from_row(&row, key))
         .transpose()
 }
 
 /// Stores a new profile for the account (replacing any it had); assigns its id.
 pub(super) fn create(
-    client: &mut impl GenericClient,
+    s: &mut Session<'_, impl GenericClient>,
     record: &mut ProfileRecord,
     key: &FleetKey,
 ) -> Result<(), Fail> {
-    client.execute(
+    s.execute(
         "DELETE FROM profiles WHERE account = $1",
         &[&record.account],
     )?;
-    record.id = write_profile(client, &profile_sql().insert, record, key)?.unwrap_or(0);
+    record.id = write_profile(s, &profile_sql().insert, record, key)?.unwrap_or(0);
     Ok(())
 }
 
 pub(super) fn update(
-    client: &mut impl GenericClient,
+    s: &mut Session<'_, impl GenericClient>,
     record: &ProfileRecord,
     key: &FleetKey,
 ) -> Result<(), Fail> {
-    write_profile(client, &profile_sql().update, record, key)?;
+    write_profile(s, &profile_sql().update, record, key)?;
     Ok(())
 }
 
@@ -209,12 +215,11 @@ pub(super) fn source_from_row(row: &Row, first: usize) -> Result<SourceRecord, F
 }
 
 pub(super) fn load_source(
-    client: &mut impl GenericClient,
+    s: &mut Session<'_, impl GenericClient>,
     account: &str,
     source: &str,
 ) -> Result<SourceRecord, Fail> {
-    client
-        .query_opt(
+    s.query_opt(
             "SELECT failures, blocked_until, last_failure_at FROM source_failures \
              WHERE account = $1 AND source = $2",
             &[&account, &source],
@@ -223,20 +228,20 @@ pub(super) fn load_source(
 }
 
 pub(super) fn save_source(
-    client: &mut impl GenericClient,
+    s: &mut Session<'_, impl GenericClient>,
     account: &str,
     source: &str,
     record: &SourceRecord,
 ) -> Result<(), Fail> {
     if record.is_clear() {
-        client.execute(
+        s.execute(
             "DELETE FROM source_failures WHERE account = $1 AND source = $2",
             &[&account, &source],
         )?;
         return Ok(());
     }
     let failures = i32::try_from(record.failures).unwrap_or(i32::MAX);
-    client.execute(
+    s.execute(
         "INSERT INTO source_failures (account, source, failures, blocked_until, last_failure_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account, source) DO UPDATE SET \
          failures = excluded.failures, blocked_until = excluded.blocked_until, \
@@ -250,7 +255,7 @@ pub(super) fn save_source(
         ],
     )?;
     let horizon = record.last_failure_at - SOURCE_RETENTION_SECONDS;
-    client.execute(
+    s.execute(
         "DELETE FROM source_failures WHERE account = $1 AND last_failure_at < $2 \
          AND (blocked_until IS NULL OR blocked_until < $3)",
         &[&account, &horizon, &record.last_failure_at],
@@ -258,8 +263,8 @@ pub(super) fn save_source(
     Ok(())
 }
 
-pub(super) fn clear_sources(client: &mut impl GenericClient, account: &str) -> Result<(), Fail> {
-    client.execute(
+pub(super) fn clear_sources(s: &mut Session<'_, impl GenericClient>, account: &str) -> Result<(), Fail> {
+    s.execute(
         "DELETE FROM source_failures WHERE account = $1",
         &[&account],
     )?;
@@ -267,12 +272,12 @@ pub(super) fn clear_sources(client: &mut impl GenericClient, account: &str) -> R
 }
 
 pub(super) fn insert_audit(
-    client: &mut impl GenericClient,
+    s: &mut Session<'_, impl GenericClient>,
     event: &AuditEvent,
 ) -> Result<(), Fail> {
     let uid = event.uid.map(i64::from);
     let caller_uid = i64::from(event.caller_uid);
-    client.execute(
+    s.execute(
         "INSERT INTO audit (at, host, account, uid, op, result, service, rhost, tty, ruser, \
          caller_uid, caller_pid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
@@ -293,8 +298,14 @@ pub(super) fn insert_audit(
     Ok(())
 }
 
-pub(super) const AUDIT_SELECT: &str = "SELECT id, at, host, account, uid, op, result, service, \
-     rhost, tty, ruser, caller_uid, caller_pid FROM audit";
+/// The audit columns [`audit_from_row`] reads, in order.
+macro_rules! audit_select {
+    () => {
+        "SELECT id, at, host, account, uid, op, result, service, rhost, tty, ruser, caller_uid, \
+         caller_pid FROM audit"
+    };
+}
+pub(super) use audit_select;
 
 pub(super) fn audit_from_row(row: &Row) -> Result<AuditEvent, Fail> {
     let uid: Option<i64> = row.try_get(4)?;
