@@ -2,7 +2,7 @@
 //! when its owner or mode would let another user read secrets or forge state.
 
 use nix::unistd::geteuid;
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -27,11 +27,21 @@ pub enum PermissionError {
 }
 
 fn check_private(path: &Path, what: &'static str, want_dir: bool) -> Result<(), PermissionError> {
-    let shown = path.display().to_string();
     let meta = std::fs::symlink_metadata(path).map_err(|source| PermissionError::Inspect {
-        path: shown.clone(),
+        path: path.display().to_string(),
         source,
     })?;
+    check_metadata(&meta, path, what, want_dir)
+}
+
+/// The rules of [`check_private`] on what `lstat` or `fstat` said.
+fn check_metadata(
+    meta: &std::fs::Metadata,
+    path: &Path,
+    what: &'static str,
+    want_dir: bool,
+) -> Result<(), PermissionError> {
+    let shown = path.display().to_string();
     let unsafe_because = |reason: String| PermissionError::Unsafe {
         what,
         path: shown.clone(),
@@ -62,10 +72,36 @@ fn check_private(path: &Path, what: &'static str, want_dir: bool) -> Result<(), 
     Ok(())
 }
 
-/// A file holding a secret (the fleet key, the fleet store's password): a regular file (no
-/// symbolic link) of the agent's own, which group and others cannot read or write.
-pub fn check_secret_file(path: &Path, what: &'static str) -> Result<(), PermissionError> {
-    check_private(path, what, false)
+/// Opens a file holding a secret (the fleet key, the fleet store's password): a regular file
+/// (no symbolic link) of the agent's own, which group and others cannot read or write
+/// (0600, or 0400 as systemd's `LoadCredential=` makes it). The checks are made on the
+/// opened file, so it cannot be swapped in between; O_NONBLOCK keeps a FIFO put in its place
+/// from hanging the agent (it is refused as no regular file).
+pub fn open_secret_file(path: &Path, what: &'static str) -> Result<File, PermissionError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                PermissionError::Unsafe {
+                    what,
+                    path: path.display().to_string(),
+                    reason: "it is a symbolic link, not a regular file".into(),
+                }
+            } else {
+                PermissionError::Inspect {
+                    path: path.display().to_string(),
+                    source,
+                }
+            }
+        })?;
+    let meta = file.metadata().map_err(|source| PermissionError::Inspect {
+        path: path.display().to_string(),
+        source,
+    })?;
+    check_metadata(&meta, path, what, false)?;
+    Ok(file)
 }
 
 /// Creates the database directory (0700) and file (0600) when missing, and checks both.

@@ -38,10 +38,9 @@ pub fn fleet_url<'a>(args: &'a Args, config: &'a Config) -> Option<&'a str> {
 
 /// Reads a root-only file holding the store role's password (one line).
 fn read_password(path: &Path) -> Result<Zeroizing<String>, Box<dyn Error>> {
-    fsperm::check_secret_file(path, "store password file")?;
+    let mut file = fsperm::open_secret_file(path, "store password file")?;
     let mut text = Zeroizing::new(String::new());
-    std::fs::File::open(path)
-        .and_then(|mut file| file.read_to_string(&mut text))
+    file.read_to_string(&mut text)
         .map_err(|e| format!("cannot read store_password_file {}: {e}", path.display()))?;
     let password = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
     if password.is_empty() {
@@ -98,4 +97,45 @@ pub fn open(args: &Args, config: &Config, host: &str, now: i64) -> Result<Opened
         store: Box::new(store),
         location: args.db.display().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn password_file(dir: &Path, text: &str, mode: u32) -> std::path::PathBuf {
+        let path = dir.join(format!("password-{mode:o}-{}", text.len()));
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_password_file_is_one_private_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = password_file(dir.path(), "s3cret pass\n", 0o600);
+        assert_eq!(read_password(&good).unwrap().as_str(), "s3cret pass");
+        let loose = password_file(dir.path(), "s3cret\n", 0o644);
+        let error = read_password(&loose).unwrap_err().to_string();
+        assert!(
+            error.contains("store password file") && error.contains("0644"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cret"), "{error}");
+        let empty = password_file(dir.path(), "\n", 0o400);
+        let error = read_password(&empty).unwrap_err().to_string();
+        assert!(error.contains("empty"), "{error}");
+    }
+
+    #[test]
+    fn a_fleet_store_needs_a_key_file() {
+        let config = Config::default();
+        let error = fleet_settings("postgres://u@db/fleet", &config, "h")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("store_key_file"), "{error}");
+    }
 }

@@ -19,12 +19,9 @@ use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use nix::unistd::geteuid;
 use sha2::Sha256;
 use std::fmt;
-use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -48,22 +45,9 @@ pub enum KeyError {
         path: String,
         source: std::io::Error,
     },
-    #[error(
-        "refusing the fleet key file {path}: it is a symbolic link; it must be a regular file"
-    )]
-    Symlink { path: String },
-    #[error("refusing the fleet key file {path}: it is not a regular file")]
-    NotRegular { path: String },
-    #[error(
-        "refusing the fleet key file {path}: it is owned by uid {owner}, \
-         not by the agent (uid {euid})"
-    )]
-    Owner { path: String, owner: u32, euid: u32 },
-    #[error(
-        "refusing the fleet key file {path}: its mode {mode:04o} gives group or others access; \
-         it must be 0600 or 0400 (chmod 0600 {path})"
-    )]
-    Mode { path: String, mode: u32 },
+    /// Not a private regular file of the agent's (a link, another owner, a loose mode).
+    #[error(transparent)]
+    File(#[from] crate::fsperm::PermissionError),
     #[error(
         "refusing the fleet key file {path}: it is {len} bytes long; it must hold exactly 32 \
          bytes, e.g. head -c 32 /dev/urandom > {path}"
@@ -119,44 +103,11 @@ impl FleetKey {
     /// makes it), holding exactly 32 raw bytes.
     pub fn load(path: &Path) -> Result<FleetKey, KeyError> {
         let shown = || path.display().to_string();
-        // O_NOFOLLOW: a symbolic link fails with ELOOP. O_NONBLOCK: a FIFO put in its place
-        // cannot hang the agent (it is refused below). Checks then use the opened file.
-        let mut file: File = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|source| {
-                if source.raw_os_error() == Some(libc::ELOOP) {
-                    KeyError::Symlink { path: shown() }
-                } else {
-                    KeyError::Read {
-                        path: shown(),
-                        source,
-                    }
-                }
-            })?;
+        let mut file = crate::fsperm::open_secret_file(path, "fleet key file")?;
         let meta = file.metadata().map_err(|source| KeyError::Read {
             path: shown(),
             source,
         })?;
-        if !meta.file_type().is_file() {
-            return Err(KeyError::NotRegular { path: shown() });
-        }
-        let euid = geteuid().as_raw();
-        if meta.uid() != euid {
-            return Err(KeyError::Owner {
-                path: shown(),
-                owner: meta.uid(),
-                euid,
-            });
-        }
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::Mode {
-                path: shown(),
-                mode,
-            });
-        }
         if meta.len() != KEY_BYTES as u64 {
             return Err(KeyError::Length {
                 path: shown(),
@@ -512,7 +463,7 @@ mod tests {
             let path = write_key_file(&dir, &format!("m{mode:o}"), &KEY, mode);
             let err = FleetKey::load(&path).unwrap_err();
             let message = err.to_string();
-            assert!(matches!(err, KeyError::Mode { .. }), "{message}");
+            assert!(matches!(err, KeyError::File(_)), "{message}");
             assert!(message.contains(&format!("{mode:04o}")), "{message}");
             assert!(message.contains(&path.display().to_string()), "{message}");
             assert_no_key_bytes(&message);
@@ -521,27 +472,15 @@ mod tests {
 
     #[test]
     fn load_refuses_a_file_of_another_owner() {
-        // Changing a file's owner needs root; as another user only the agent's own files exist.
-        if !geteuid().is_root() {
-            return;
-        }
+        // Changing a file's owner needs root (the tests run as root).
         let dir = tempfile::tempdir().unwrap();
         let path = write_key_file(&dir, "theirs", &KEY, 0o600);
         let nobody = nix::unistd::Uid::from_raw(65534);
         nix::unistd::chown(&path, Some(nobody), None).unwrap();
         let err = FleetKey::load(&path).unwrap_err();
         let message = err.to_string();
-        assert!(
-            matches!(
-                err,
-                KeyError::Owner {
-                    owner: 65534,
-                    euid: 0,
-                    ..
-                }
-            ),
-            "{message}"
-        );
+        assert!(matches!(err, KeyError::File(_)), "{message}");
+        assert!(message.contains("owned by uid 65534"), "{message}");
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert_no_key_bytes(&message);
     }
@@ -553,7 +492,7 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let err = FleetKey::load(&link).unwrap_err();
-        assert!(matches!(err, KeyError::Symlink { .. }), "{err}");
+        assert!(matches!(err, KeyError::File(_)), "{err}");
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert!(
             err.to_string().contains(&link.display().to_string()),
@@ -564,7 +503,7 @@ mod tests {
         std::fs::create_dir(&sub).unwrap();
         std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).unwrap();
         let err = FleetKey::load(&sub).unwrap_err();
-        assert!(matches!(err, KeyError::NotRegular { .. }), "{err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
 
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(
@@ -573,10 +512,10 @@ mod tests {
         )
         .unwrap();
         let err = FleetKey::load(&fifo).unwrap_err();
-        assert!(matches!(err, KeyError::NotRegular { .. }), "{err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
 
         let err = FleetKey::load(&dir.path().join("missing")).unwrap_err();
-        assert!(matches!(err, KeyError::Read { .. }), "{err}");
+        assert!(matches!(err, KeyError::File(_)), "{err}");
         assert!(err.to_string().contains("missing"), "{err}");
     }
 }

@@ -589,3 +589,85 @@ impl Store for PgStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn settings(cluster: &pam_totp_testpg::Cluster, host: &str) -> PgSettings {
+        let password = zeroize::Zeroizing::new(cluster.password().to_owned());
+        PgSettings {
+            url: StoreUrl::parse(&cluster.url(), Some(&password)).unwrap(),
+            key: FleetKey::from_bytes(&[3; 32]),
+            host: host.into(),
+            window: 1,
+        }
+    }
+
+    #[test]
+    fn agents_starting_together_migrate_the_schema_once() {
+        let cluster = pam_totp_testpg::Cluster::start(Default::default()).unwrap();
+        let stores: Vec<PgStore> = std::thread::scope(|scope| {
+            let opening: Vec<_> = (0..6)
+                .map(|n| {
+                    let cluster = &cluster;
+                    scope.spawn(move || PgStore::open(settings(cluster, &format!("h{n}"))))
+                })
+                .collect();
+            opening
+                .into_iter()
+                .map(|o| o.join().unwrap().unwrap())
+                .collect()
+        });
+        assert_eq!(stores.len(), 6);
+        assert_eq!(
+            cluster.psql("SELECT version FROM pam_totp_schema").unwrap(),
+            "1"
+        );
+        assert_eq!(
+            cluster
+                .psql("SELECT count(*) FROM pam_totp_schema")
+                .unwrap(),
+            "1"
+        );
+    }
+
+    #[test]
+    fn a_secret_sealed_for_one_account_does_not_open_for_another() {
+        let cluster = pam_totp_testpg::Cluster::start(Default::default()).unwrap();
+        let store = PgStore::open(settings(&cluster, "h")).unwrap();
+        let settings_ = crate::store::CodeSettings {
+            algorithm: pam_totp_proto::Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+        };
+        let mut records: Vec<ProfileRecord> = ["amy", "bob"]
+            .iter()
+            .map(|name| {
+                ProfileRecord::new(
+                    name,
+                    1000,
+                    zeroize::Zeroizing::new(vec![5; 20]),
+                    settings_,
+                    "i",
+                    0,
+                )
+            })
+            .collect();
+        store.insert_many(&mut records).unwrap();
+        // Someone with write access to the database (but not the key) copies amy's row.
+        cluster
+            .psql(
+                "UPDATE profiles SET secret = (SELECT secret FROM profiles WHERE account = 'amy') \
+                 WHERE account = 'bob'",
+            )
+            .unwrap();
+        assert!(store.get("amy").unwrap().is_some());
+        let error = store.get("bob").unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Internal(m) if m.contains("bob")),
+            "{error:?}"
+        );
+    }
+}

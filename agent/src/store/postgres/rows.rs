@@ -1,12 +1,12 @@
 //! How profiles, sources and audit rows map to the fleet store's tables. Secrets are sealed
 //! with the fleet key on the way in and opened on the way out: no plaintext reaches a row.
 
+use super::session::Session;
 use super::Fail;
 use crate::store::fleet_key::FleetKey;
 use crate::store::{AuditEvent, ProfileRecord, SourceRecord, StoreError};
 use pam_totp_proto::{Algorithm, AuditResult};
 use postgres::types::ToSql;
-use super::session::Session;
 use postgres::{GenericClient, Row};
 use std::sync::OnceLock;
 
@@ -220,11 +220,11 @@ pub(super) fn load_source(
     source: &str,
 ) -> Result<SourceRecord, Fail> {
     s.query_opt(
-            "SELECT failures, blocked_until, last_failure_at FROM source_failures \
+        "SELECT failures, blocked_until, last_failure_at FROM source_failures \
              WHERE account = $1 AND source = $2",
-            &[&account, &source],
-        )?
-        .map_or(Ok(SourceRecord::default()), |row| source_from_row(&row, 0))
+        &[&account, &source],
+    )?
+    .map_or(Ok(SourceRecord::default()), |row| source_from_row(&row, 0))
 }
 
 pub(super) fn save_source(
@@ -263,7 +263,10 @@ pub(super) fn save_source(
     Ok(())
 }
 
-pub(super) fn clear_sources(s: &mut Session<'_, impl GenericClient>, account: &str) -> Result<(), Fail> {
+pub(super) fn clear_sources(
+    s: &mut Session<'_, impl GenericClient>,
+    account: &str,
+) -> Result<(), Fail> {
     s.execute(
         "DELETE FROM source_failures WHERE account = $1",
         &[&account],
