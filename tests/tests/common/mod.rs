@@ -509,8 +509,8 @@ pub struct Agent {
     pub db: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
-    /// Arguments naming the store and host instead of `--db` (a fleet agent).
-    store_args: Vec<String>,
+    /// A fleet agent: its config names the store, so no `--db`.
+    fleet: bool,
     child: Option<Child>,
 }
 
@@ -527,9 +527,9 @@ impl Agent {
         agent
     }
 
-    /// An agent of a fleet store: `--store URL --host-name HOST` instead of `--db`, its
-    /// config `config` plus what `extra` writes into its private dir (key and password files)
-    /// and returns as config lines.
+    /// An agent of a fleet store, configured as the README's fleet recipe does it: `store`
+    /// and `host_name` in agent.toml, with `config` and the lines `extra` returns after
+    /// writing files into the agent's private dir (the key and password files).
     pub fn with_store(
         config: &str,
         url: &str,
@@ -538,14 +538,10 @@ impl Agent {
     ) -> Self {
         let mut agent = Self::unstarted(config);
         let lines = extra(&agent.dir.path().join("state"));
-        fs::write(&agent.config, format!("{lines}\n{config}"))
+        let fleet = format!("store = {url:?}\nhost_name = {host:?}\n{lines}");
+        fs::write(&agent.config, format!("{fleet}\n{config}"))
             .expect("cannot write the agent config");
-        agent.store_args = vec![
-            "--store".into(),
-            url.into(),
-            "--host-name".into(),
-            host.into(),
-        ];
+        agent.fleet = true;
         agent.spawn();
         agent
     }
@@ -570,7 +566,7 @@ impl Agent {
             config: config_path,
             log: dir.path().join("agent.log"),
             dir,
-            store_args: Vec::new(),
+            fleet: false,
             child: None,
         }
     }
@@ -591,10 +587,8 @@ impl Agent {
         let stdout = log.try_clone().expect("cannot clone the agent log handle");
         let mut command = Command::new(agent_bin());
         command.arg("--socket").arg(&self.socket);
-        if self.store_args.is_empty() {
+        if !self.fleet {
             command.arg("--db").arg(&self.db);
-        } else {
-            command.args(&self.store_args);
         }
         let mut child = command
             .arg("--config")
