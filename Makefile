@@ -100,6 +100,7 @@ install:
 	install -m 0644 packaging/debian/copyright "$(DESTDIR)$(DOCDIR)/copyright"; \
 	install -m 0644 packaging/fail2ban/filter.d/pam-totp.conf "$(DESTDIR)$(DOCDIR)/examples/fail2ban/filter.d/"; \
 	install -m 0644 packaging/fail2ban/jail.d/pam-totp.conf "$(DESTDIR)$(DOCDIR)/examples/fail2ban/jail.d/"; \
+	install -m 0644 packaging/systemd/fleet.conf "$(DESTDIR)$(DOCDIR)/examples/fleet.conf"; \
 	if [ -e "$(DESTDIR)$(SYSCONFDIR)/pam-totp/agent.toml" ]; then \
 	    echo "install: keeping the existing $(DESTDIR)$(SYSCONFDIR)/pam-totp/agent.toml"; \
 	else \

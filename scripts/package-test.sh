@@ -8,7 +8,8 @@
 #   make-install    make install PREFIX=/usr/local DESTDIR=<temp dir>
 #   dpkg-install    dpkg -i (missing dependencies from apt); files in place, the socket enabled
 #                   by deb-systemd-helper; no file in /etc/pam.d changed
-#   systemd-verify  systemd-analyze verify of the installed units (where it exists)
+#   systemd-verify  systemd-analyze verify of the installed units (where it exists), and of
+#                   the service with the shipped fleet.conf example applied as a drop-in
 #   agent           /usr/sbin/pam-totp-agent started by hand with its default socket and
 #                   database and the shipped /etc/pam-totp/agent.toml
 #   enroll-verify   a throwaway account enrolled with /usr/bin/pam-totp, verified with a code
@@ -185,7 +186,9 @@ build_rpm() {
         /usr/share/man/man1/pam-totp.1.gz /usr/share/man/man1/pam-totp-enroll.1.gz \
         /usr/share/man/man8/pam-totp-agent.8.gz /usr/share/man/man8/pam_totp.8.gz \
         /usr/share/bash-completion/completions/pam-totp /usr/share/zsh/site-functions/_pam-totp \
-        /usr/share/fish/vendor_completions.d/pam-totp.fish /usr/share/licenses/pam-totp/COPYRIGHT; do
+        /usr/share/fish/vendor_completions.d/pam-totp.fish /usr/share/licenses/pam-totp/COPYRIGHT \
+        /usr/share/doc/pam-totp/examples/fail2ban/filter.d/pam-totp.conf \
+        /usr/share/doc/pam-totp/examples/fleet.conf; do
         grep -qx "$path" <<<"$listing" || fail "$path is not in the rpm"
     done
     rpm -qp --configfiles "$rpm" | grep -qx /etc/pam-totp/agent.toml \
@@ -207,7 +210,8 @@ make_install() {
         usr/local/share/man/man8/pam-totp-agent.8 \
         usr/local/share/bash-completion/completions/pam-totp \
         usr/local/share/zsh/site-functions/_pam-totp \
-        usr/local/share/fish/vendor_completions.d/pam-totp.fish; do
+        usr/local/share/fish/vendor_completions.d/pam-totp.fish \
+        usr/local/share/doc/pam-totp/examples/fleet.conf; do
         [ -f "$dest/$path" ] || fail "make install did not install /$path"
     done
     grep -qx 'ExecStart=/usr/local/sbin/pam-totp-agent' \
@@ -238,9 +242,12 @@ dpkg_install() {
         /usr/share/fish/vendor_completions.d/pam-totp.fish \
         /usr/share/doc/pam-totp/copyright /usr/share/doc/pam-totp/changelog.gz \
         /usr/share/doc/pam-totp/examples/fail2ban/filter.d/pam-totp.conf \
-        /usr/share/doc/pam-totp/examples/fail2ban/jail.d/pam-totp.conf; do
+        /usr/share/doc/pam-totp/examples/fail2ban/jail.d/pam-totp.conf \
+        /usr/share/doc/pam-totp/examples/fleet.conf; do
         [ -e "$path" ] || fail "$path is missing after dpkg -i"
     done
+    cmp -s "$root/packaging/systemd/fleet.conf" /usr/share/doc/pam-totp/examples/fleet.conf \
+        || fail "the installed fleet.conf example differs from packaging/systemd/fleet.conf"
     grep -qx /etc/pam-totp/agent.toml /var/lib/dpkg/info/$pkg.conffiles \
         || fail "agent.toml is not a conffile"
     grep -qx 'Default: no' /usr/share/pam-configs/pam-totp || fail "the pam-auth-update profile is not Default: no"
@@ -270,6 +277,26 @@ systemd_verify() {
     fi
     sed 's/^/    | /' "$out"
     log "systemd-analyze verify: units clean"
+    # The fleet store's drop-in, applied as an admin would: copies of the installed service and
+    # socket with the shipped example in pam-totp-agent.service.d/ beside them (verify reads
+    # drop-ins next to the unit files it is given). systemd only warns about an unknown key
+    # or a bad value (and exits 0), so any message naming the drop-in fails the step.
+    local units_dir="$tmp/fleet-units" dropin=/usr/share/doc/pam-totp/examples/fleet.conf
+    mkdir -p "$units_dir/pam-totp-agent.service.d"
+    cp /usr/lib/systemd/system/pam-totp-agent.service /usr/lib/systemd/system/pam-totp-agent.socket \
+        "$units_dir/"
+    cp "$dropin" "$units_dir/pam-totp-agent.service.d/fleet.conf"
+    if ! SYSTEMD_LOG_LEVEL=notice systemd-analyze verify "$units_dir/pam-totp-agent.service" \
+            "$units_dir/pam-totp-agent.socket" >"$out" 2>&1 || grep -q 'fleet\.conf' "$out"; then
+        sed 's/^/    | /' "$out"
+        fail "systemd-analyze verify: the fleet.conf drop-in has problems"
+    fi
+    # ... and the check can see them: a copy with a bad address must be reported.
+    printf 'IPAddressAllow=db1.example.org\n' >> "$units_dir/pam-totp-agent.service.d/fleet.conf"
+    SYSTEMD_LOG_LEVEL=notice systemd-analyze verify "$units_dir/pam-totp-agent.service" \
+        "$units_dir/pam-totp-agent.socket" >"$out" 2>&1 || true
+    grep -q 'fleet\.conf' "$out" || fail "systemd-analyze verify did not read the drop-in beside the unit"
+    log "systemd-analyze verify: the service with the fleet.conf drop-in clean"
 }
 
 start_agent() {

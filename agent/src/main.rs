@@ -112,6 +112,15 @@ fn run_migrate(
         return Err(format!("{}: no such SQLite database", from.display()).into());
     }
     let source = SqliteStore::open(from)?;
+    // A restored backup lacks the steps used since it was taken: mark them used before they
+    // travel, as an agent opening it would.
+    if let Some((taken, _)) = source.forget_history_if_restored(SystemClock.now(), config.window)? {
+        log::warn!(
+            "{} is a restored backup (taken at Unix time {taken}): every time step up to now + \
+             the window is treated as used",
+            from.display()
+        );
+    }
     let fleet = PgStore::open(startup::fleet_settings(url, config, host)?)?;
     let report = migrate::migrate(&source, &fleet, host, replace)?;
     for account in &report.replaced {

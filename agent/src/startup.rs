@@ -72,9 +72,25 @@ pub fn fleet_settings(
     })
 }
 
+/// Warns when the command line carries the store's password: every local user sees argv.
+fn warn_of_password_in_argv(args: &Args) {
+    let in_argv = args
+        .store
+        .as_deref()
+        .and_then(|url| StoreUrl::parse(url, None).ok())
+        .is_some_and(|url| url.has_password());
+    if in_argv {
+        log::warn!(
+            "the --store URL carries a password, which every local user can read in the \
+             process list: put it in store_password_file instead"
+        );
+    }
+}
+
 /// Opens the store the agent was told to use.
 pub fn open(args: &Args, config: &Config, host: &str, now: i64) -> Result<Opened, Box<dyn Error>> {
     if let Some(url) = fleet_url(args, config) {
+        warn_of_password_in_argv(args);
         let settings = fleet_settings(url, config, host)?;
         let location = settings.url.location();
         let store = PgStore::open(settings)?;

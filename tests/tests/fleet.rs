@@ -221,7 +221,7 @@ fn a_dump_of_the_database_holds_no_secret_and_no_emergency_code() {
 }
 
 #[test]
-fn with_postgresql_stopped_logins_fail_closed_and_recover_without_a_restart() {
+fn with_postgresql_stopped_logins_fail_closed_agents_start_and_all_recover_without_a_restart() {
     let fleet = Fleet::start();
     let host_a = fleet.agent("host-a");
     let user = TestUser::new();
@@ -239,10 +239,21 @@ fn with_postgresql_stopped_logins_fail_closed_and_recover_without_a_restart() {
         "status does not say why: {status}"
     );
 
+    // An agent starting now starts all the same, and says why it cannot answer.
+    let host_b = fleet.agent("host-b");
+    host_b.cli(&["status"]).err(8, "unavailable");
+    assert!(
+        host_b.log_text().contains("starting anyway"),
+        "{}",
+        host_b.log_text()
+    );
+
     fleet.cluster.restart_server().unwrap();
     pamtester(&service, &user.name, &enrolled.code(now)).assert_success();
-    host_a.cli(&["status"]).ok();
-    assert!(host_a.pid().is_some());
+    for agent in [&host_a, &host_b] {
+        agent.cli(&["status"]).ok();
+        assert_eq!(agent.show(&user.name)["verified"], true);
+    }
 }
 
 #[test]
@@ -506,6 +517,15 @@ fn verify_full_tls_and_the_key_files_rules_are_enforced() {
     );
     let refused = start_failing_agent(&fleet, &untrusted, |_| {});
     assert!(refused.contains("certificate"), "{refused}");
+
+    // A wrong password is no outage: the agent refuses to start and says so.
+    let wrong_password = start_failing_agent(&fleet, &fleet.cluster.url(), |state| {
+        std::fs::write(state.join("store-password"), "not-the-password\n").unwrap();
+    });
+    assert!(
+        wrong_password.contains("password authentication failed"),
+        "{wrong_password}"
+    );
 
     // A key file other users can read is refused by name.
     let loose = start_failing_agent(&fleet, &fleet.cluster.url(), |state| {

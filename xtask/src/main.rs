@@ -222,6 +222,12 @@ mod tests {
         assert!(uncommented.contains("[lockout]") && uncommented.contains("max_seconds"));
         let expected = Config {
             admin_group: Some("totpadmin".into()),
+            store: Some("postgres://pamtotp@db1.example.org/pamtotp?sslmode=verify-full".into()),
+            store_password_file: Some(
+                "/run/credentials/pam-totp-agent.service/store-password".into(),
+            ),
+            store_key_file: Some("/run/credentials/pam-totp-agent.service/store-key".into()),
+            host_name: Some("web1".into()),
             ..Config::default()
         };
         assert_eq!(Config::parse(&uncommented).unwrap(), expected);

@@ -150,6 +150,11 @@ impl StoreUrl {
         })
     }
 
+    /// Whether a password is set (from the URL or the password file).
+    pub fn has_password(&self) -> bool {
+        self.config.get_password().is_some()
+    }
+
     /// Where the store is, for `status` and logs: `postgres://USER@HOST:PORT,.../DB` (never
     /// the password).
     pub fn location(&self) -> String {

@@ -112,16 +112,19 @@ pub(crate) fn pg_error(failure: Failure, error: &postgres::Error) -> StoreError 
         return StoreError::Unavailable(message);
     }
     if error.as_db_error().is_none() {
-        // TLS or authentication refused: not now, and the message says why. Anything else
-        // (a value that does not convert) is a bug.
+        // TLS or authentication refused: the configuration is wrong (retrying will not
+        // help), and the message says why. Anything else (a value that does not convert) is
+        // a bug.
         let text = error.to_string();
         return if text.contains("TLS") || text.contains("authentication") {
-            StoreError::Unavailable(message)
+            StoreError::Invalid(message)
         } else {
             StoreError::Internal(message)
         };
     }
     match class {
+        // Wrong password or role, no such database: the configuration is wrong.
+        Some("28" | "3D") => StoreError::Invalid(message),
         // Insufficient resources, operator intervention, lock/timeout (55P03, 57014).
         Some("53" | "55" | "57") => StoreError::Unavailable(message),
         Some("23" | "22") => StoreError::Invalid(message),
@@ -214,8 +217,10 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects (migrating the schema, checking for a failover) and returns the store. Fails
-    /// when PostgreSQL cannot be reached now; later outages are survived (see `with_client`).
+    /// Connects once (migrating the schema, checking for a failover) and returns the store.
+    /// Fails on what retrying will not mend (a wrong password, database or certificate); a
+    /// server that cannot be reached now is only logged: requests answer "unavailable" until
+    /// it can (see `with_client`), and `status` says why.
     pub fn open(settings: PgSettings) -> Result<Self, StoreError> {
         let connector = Connector {
             config: settings.url.config.clone(),
@@ -223,6 +228,13 @@ impl PgStore {
             window: settings.window,
             migrated: AtomicBool::new(false),
         };
+        match r2d2::ManageConnection::connect(&connector) {
+            Ok(_) => {}
+            Err(StoreError::Unavailable(message)) => log::warn!(
+                "{message}; starting anyway: requests fail as unavailable until it answers"
+            ),
+            Err(error) => return Err(error),
+        }
         let pool = r2d2::Pool::builder()
             .max_size(connect::POOL_SIZE)
             .min_idle(Some(0))
@@ -232,15 +244,11 @@ impl PgStore {
             .test_on_check_out(false)
             .error_handler(Box::new(LogErrors))
             .build_unchecked(connector);
-        let store = Self {
+        Ok(Self {
             pool,
             key: Arc::new(settings.key),
             host: settings.host,
-        };
-        // Connect once now: a wrong URL, password or key is reported at start, not at the
-        // first login.
-        store.with_client(Failure::Read, |_, _| Ok(()))?;
-        Ok(store)
+        })
     }
 
     /// This host's name for a source, so each host counts its own.
