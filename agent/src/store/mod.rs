@@ -17,6 +17,34 @@ pub use sqlite::SqliteStore;
 use pam_totp_proto::{Algorithm, AuditResult};
 use zeroize::Zeroizing;
 
+/// A source's failures are forgotten a day after its last one, once it is not blocked:
+/// enough to throttle an attacker, and it bounds the table when addresses rotate.
+pub(crate) const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
+
+/// A profile's stored columns besides `id`, in [`ProfileRecord`]'s field order: the one list
+/// every backend builds its SELECT, INSERT and UPDATE statements and row mappings from.
+pub(crate) const PROFILE_COLUMNS: [&str; 19] = [
+    "account",
+    "uid",
+    "owner",
+    "secret",
+    "algorithm",
+    "digits",
+    "period",
+    "issuer",
+    "comment",
+    "created_at",
+    "changed_at",
+    "verified_at",
+    "last_used_at",
+    "enabled",
+    "last_step",
+    "failed_attempts",
+    "locked_until",
+    "emergency_codes",
+    "skew_window",
+];
+
 /// Everything the agent keeps about one profile. Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileRecord {

@@ -4,39 +4,13 @@
 use super::session::Session;
 use super::Fail;
 use crate::store::fleet_key::FleetKey;
-use crate::store::{AuditEvent, ProfileRecord, SourceRecord, StoreError};
+use crate::store::{
+    AuditEvent, ProfileRecord, SourceRecord, StoreError, PROFILE_COLUMNS, SOURCE_RETENTION_SECONDS,
+};
 use pam_totp_proto::{Algorithm, AuditResult};
 use postgres::types::ToSql;
 use postgres::{GenericClient, Row};
 use std::sync::OnceLock;
-
-/// A source's failures are forgotten a day after its last one, once it is not blocked
-/// (as in the SQLite store).
-const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
-
-/// The profile table's columns besides `id`, in [`ProfileRecord`]'s field order: the one list
-/// the SELECT, INSERT and UPDATE statements are built from.
-const PROFILE_COLUMNS: [&str; 19] = [
-    "account",
-    "uid",
-    "owner",
-    "secret",
-    "algorithm",
-    "digits",
-    "period",
-    "issuer",
-    "comment",
-    "created_at",
-    "changed_at",
-    "verified_at",
-    "last_used_at",
-    "enabled",
-    "last_step",
-    "failed_attempts",
-    "locked_until",
-    "emergency_codes",
-    "skew_window",
-];
 
 pub(super) struct ProfileSql {
     /// One profile, by account.

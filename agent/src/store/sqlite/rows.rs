@@ -1,41 +1,15 @@
 //! Rows and statements: how profiles, sources and audit rows map to SQLite.
 
 use super::read_error;
-use crate::store::{AuditEvent, ProfileRecord, SourceRecord, StoreError};
+use crate::store::{
+    AuditEvent, ProfileRecord, SourceRecord, StoreError, PROFILE_COLUMNS, SOURCE_RETENTION_SECONDS,
+};
 use pam_totp_proto::audit::Outcome;
 use pam_totp_proto::{Algorithm, AuditResult};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::sync::OnceLock;
 use zeroize::Zeroizing;
-
-/// A source's failures are forgotten a day after its last one, once it is not blocked:
-/// enough to throttle an attacker, and it bounds the table when addresses rotate.
-pub(super) const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
-
-/// The profile table's columns besides `id`, in [`ProfileRecord`]'s field order: the one list
-/// the SELECT, INSERT and UPDATE statements and both row mappings are built from.
-pub(super) const PROFILE_COLUMNS: [&str; 19] = [
-    "account",
-    "uid",
-    "owner",
-    "secret",
-    "algorithm",
-    "digits",
-    "period",
-    "issuer",
-    "comment",
-    "created_at",
-    "changed_at",
-    "verified_at",
-    "last_used_at",
-    "enabled",
-    "last_step",
-    "failed_attempts",
-    "locked_until",
-    "emergency_codes",
-    "skew_window",
-];
 
 /// The profile statements, built once from [`PROFILE_COLUMNS`].
 pub(super) struct ProfileSql {
