@@ -329,13 +329,20 @@ impl PgStore {
         source: Option<&str>,
         decide: &mut Decision<'_>,
     ) -> Result<Option<ProfileRecord>, Fail> {
-        // Held to commit: logins on one account take turns, fleet-wide, even when it has no
-        // row yet (two enrollments racing).
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&account],
-        )?;
-        let current = load(tx, account, &self.key)?;
+        // Transactions on one account take turns, fleet-wide, until commit: on its row's lock
+        // when it has a profile (one round trip, every login), else on an advisory lock of
+        // its name, which also orders two creations of a row that does not exist yet; the
+        // row is then read again, locked, as the previous holder left it.
+        let current = match load_locked(tx, account, &self.key)? {
+            Some(record) => Some(record),
+            None => {
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    &[&account],
+                )?;
+                load_locked(tx, account, &self.key)?
+            }
+        };
         let source_key = source.map(|s| self.source_key(s));
         let source_record = match &source_key {
             Some(key) => Some(load_source(tx, account, key)?),
@@ -364,7 +371,9 @@ impl PgStore {
         if forget_sources {
             clear_sources(tx, account)?;
         } else if let (Some(key), Some(record)) = (&source_key, outcome.source) {
-            save_source(tx, account, key, &record)?;
+            if Some(&record) != source_record.as_ref() {
+                save_source(tx, account, key, &record)?;
+            }
         }
         if let Some(event) = outcome.audit {
             insert_audit(tx, &event)?;

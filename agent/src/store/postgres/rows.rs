@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 pub(super) struct ProfileSql {
     /// One profile, by account.
     by_account: String,
+    /// The same, its row locked to the end of the transaction.
+    by_account_locked: String,
     /// A page of profiles after an account (or from the first).
     pub(super) page: String,
     insert: String,
@@ -35,6 +37,7 @@ pub(super) fn profile_sql() -> &'static ProfileSql {
         let select = format!("SELECT id, {columns} FROM profiles");
         ProfileSql {
             by_account: format!("{select} WHERE account = $1"),
+            by_account_locked: format!("{select} WHERE account = $1 FOR UPDATE"),
             page: format!(
                 "{select} WHERE ($1::text IS NULL OR account > $1) ORDER BY account LIMIT $2"
             ),
@@ -152,6 +155,18 @@ pub(super) fn load(
     key: &FleetKey,
 ) -> Result<Option<ProfileRecord>, Fail> {
     s.query_opt(&profile_sql().by_account, &[&account])?
+        .map(|row| record_from_row(&row, key))
+        .transpose()
+}
+
+/// The account's profile, its row locked until the transaction ends (a concurrent writer
+/// waits; this one then reads what that one committed).
+pub(super) fn load_locked(
+    s: &mut Session<'_, impl GenericClient>,
+    account: &str,
+    key: &FleetKey,
+) -> Result<Option<ProfileRecord>, Fail> {
+    s.query_opt(&profile_sql().by_account_locked, &[&account])?
         .map(|row| record_from_row(&row, key))
         .transpose()
 }

@@ -136,7 +136,10 @@ fn apply(
     if forget_sources {
         clear_sources(connection, account).map_err(write_error)?;
     } else if let (Some(source), Some(record)) = (source, outcome.source) {
-        save_source(connection, account, source, &record).map_err(write_error)?;
+        // Unchanged (a login with no failures from it): nothing to write.
+        if Some(&record) != source_record.as_ref() {
+            save_source(connection, account, source, &record).map_err(write_error)?;
+        }
     }
     if let Some(event) = outcome.audit {
         insert_audit(connection, &event).map_err(write_error)?;
