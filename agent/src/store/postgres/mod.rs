@@ -108,7 +108,10 @@ pub(crate) fn pg_error(failure: Failure, error: &postgres::Error) -> StoreError 
         },
     };
     let class = error.code().map(|c| &c.code()[..2]);
-    if connection_lost(error) || retryable(error) {
+    if connection_lost(error) {
+        return StoreError::Unreachable(message);
+    }
+    if retryable(error) {
         return StoreError::Unavailable(message);
     }
     if error.as_db_error().is_none() {
@@ -230,7 +233,7 @@ impl PgStore {
         };
         match r2d2::ManageConnection::connect(&connector) {
             Ok(_) => {}
-            Err(StoreError::Unavailable(message)) => log::warn!(
+            Err(StoreError::Unreachable(message)) => log::warn!(
                 "{message}; starting anyway: requests fail as unavailable until it answers"
             ),
             Err(error) => return Err(error),
@@ -268,7 +271,7 @@ impl PgStore {
             let mut connection = self
                 .pool
                 .get()
-                .map_err(|e| StoreError::Unavailable(format!("fleet store unreachable: {e}")))?;
+                .map_err(|e| StoreError::Unreachable(format!("fleet store unreachable: {e}")))?;
             let Connection {
                 client, statements, ..
             } = &mut *connection;
