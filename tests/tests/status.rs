@@ -98,7 +98,11 @@ fn status_counts_profiles_and_recent_logins() {
 
     let human = agent.cli_human(&["status"]);
     assert_eq!(human.code, 0, "{human}");
-    assert_eq!(human.stdout.lines().nth(4), Some("store:     sqlite"), "{human}");
+    assert_eq!(
+        human.stdout.lines().nth(4),
+        Some("store:     sqlite"),
+        "{human}"
+    );
     assert_eq!(
         human.stdout.lines().nth(5),
         Some("profiles:  1 pending, 2 active, 1 disabled, 1 locked"),
