@@ -224,7 +224,13 @@ pub struct EnrollArgs {
     pub user: Option<String>,
     /// Time-based codes (an authenticator app), or counter-based ones (a token with a
     /// button, RFC 4226)
-    #[arg(long = "type", value_enum, ignore_case = true, default_value_t = KindArg::Totp)]
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        value_enum,
+        ignore_case = true,
+        default_value_t = KindArg::Totp
+    )]
     pub kind: KindArg,
     /// HOTP only: the counter of the token's next code [default: 0]
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
