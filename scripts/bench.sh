@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The benchmarks of BENCHMARKS.md (issue 5): the agent layer (release agent, C concurrent
-# protocol clients, P profiles) and the PAM layer (real libpam in process: pam_permit,
-# pam_totp, pam_google_authenticator, pam_oath on the same accounts), then SVG charts.
+# protocol clients, P profiles), the fleet layer (the same workload through the PostgreSQL
+# fleet store, one and two agents, beside SQLite; issue 12) and the PAM layer (real libpam in
+# process: pam_permit, pam_totp, pam_google_authenticator, pam_oath on the same accounts),
+# then SVG charts.
 #
 #   bash scripts/bench.sh           full sizes; results in target/bench/, charts copied to
 #                                   docs/bench/ (`make bench`)
@@ -11,9 +13,11 @@
 #                                   error, asserts no timing
 #
 # Sizes can be overridden: BENCH_PROFILES, BENCH_CLIENTS, BENCH_DURATION, BENCH_MAX_REQUESTS,
-# BENCH_ACCOUNTS, BENCH_THREADS (comma-separated lists where plural). BENCH_WORK_DIR sets
-# where the temporary databases go (default /tmp: the disk matters, every acknowledged
-# verification waits for its fsync). Run as root on Debian; installs what it needs.
+# BENCH_FLEET_PROFILES, BENCH_FLEET_CLIENTS, BENCH_FLEET_MAX_REQUESTS, BENCH_ACCOUNTS,
+# BENCH_THREADS (comma-separated lists where plural). BENCH_WORK_DIR sets where the temporary
+# databases and PostgreSQL clusters go (default /tmp: the disk matters, every acknowledged
+# verification waits for its fsync). The binaries are taken from $CARGO_TARGET_DIR (default
+# target), where cargo builds them. Run as root on Debian; installs what it needs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,7 +44,10 @@ fi
 #   libpam0g-dev                              link the PAM module and the bench's libpam driver
 #   oathtool                                  cross-check of the bench's TOTP codes below
 #   gcc libc6-dev                             link Rust binaries, compile the bundled SQLite
-packages=(libpam-google-authenticator libpam-oath libpam0g-dev oathtool gcc libc6-dev)
+#   postgresql                                throwaway clusters for the fleet layer (testpg/)
+#   libssl-dev pkg-config                     build postgres-openssl (the agent's TLS)
+packages=(libpam-google-authenticator libpam-oath libpam0g-dev oathtool gcc libc6-dev
+    postgresql libssl-dev pkg-config)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
@@ -50,8 +57,21 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bench: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Keep package scripts from starting services (the postgresql package's own cluster):
+    # the bench starts its own servers, and an idle one would still share the cores.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 0755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+        remove_policy=$policy
+    fi
     apt-get update
     apt-get install -y --no-install-recommends "${missing[@]}"
+    if [ -n "${remove_policy:-}" ]; then
+        rm -f "$remove_policy"
+        trap - EXIT
+    fi
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "bench: cargo not found: install Rust with rustup first (https://rustup.rs)" >&2
@@ -66,13 +86,15 @@ want=$(oathtool --totp -d 6 --now "@$now" "$secret_hex")
 
 # Full runs measure the release build. The smoke run checks that everything works, not how
 # fast: it uses the debug build, which `cargo build --workspace` (make build, CI) has made
-# already, so it adds seconds, not a release build, to CI.
+# already, so it adds seconds, not a release build, to CI. Cargo builds into
+# $CARGO_TARGET_DIR when it is set (a relative one is relative to this directory).
+target_dir=${CARGO_TARGET_DIR:-target}
 if [ "$mode" = smoke ]; then
     cargo build --workspace
-    bench=target/debug/pam-totp-bench
+    bench=$target_dir/debug/pam-totp-bench
 else
     cargo build --release --workspace
-    bench=target/release/pam-totp-bench
+    bench=$target_dir/release/pam-totp-bench
 fi
 got=$("$bench" code --account 0 --at "$now")
 if [ "$got" != "$want" ]; then
@@ -86,6 +108,11 @@ if [ "$mode" = smoke ]; then
     clients=${BENCH_CLIENTS:-1,8}
     duration=${BENCH_DURATION:-2}
     max_requests=${BENCH_MAX_REQUESTS:-80}
+    # The two PostgreSQL setups share their profiles: 4 runs of 50 fit 400 accounts in one
+    # time step, so the smoke run never waits for the next one.
+    fleet_profiles=${BENCH_FLEET_PROFILES:-400}
+    fleet_clients=${BENCH_FLEET_CLIENTS:-1,8}
+    fleet_max_requests=${BENCH_FLEET_MAX_REQUESTS:-50}
     accounts=${BENCH_ACCOUNTS:-50}
     threads=${BENCH_THREADS:-1,4}
 else
@@ -94,6 +121,9 @@ else
     clients=${BENCH_CLIENTS:-1,8,64,256}
     duration=${BENCH_DURATION:-10}
     max_requests=${BENCH_MAX_REQUESTS:-50000}
+    fleet_profiles=${BENCH_FLEET_PROFILES:-1000,100000}
+    fleet_clients=${BENCH_FLEET_CLIENTS:-1,8,64}
+    fleet_max_requests=${BENCH_FLEET_MAX_REQUESTS:-50000}
     accounts=${BENCH_ACCOUNTS:-100,500,2000}
     threads=${BENCH_THREADS:-1,4}
 fi
@@ -117,6 +147,8 @@ trap cleanup EXIT
 echo "bench: $mode run on $(nproc) CPUs, $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$bench" agent --profiles "$profiles" --clients "$clients" --duration "$duration" \
     --max-requests "$max_requests" --out "$out" --work-dir "$work_dir"
+"$bench" fleet --profiles "$fleet_profiles" --clients "$fleet_clients" --duration "$duration" \
+    --max-requests "$fleet_max_requests" --out "$out" --work-dir "$work_dir"
 "$bench" pam --accounts "$accounts" --threads "$threads" --out "$out" --work-dir "$work_dir"
 if [ "$mode" = full ]; then
     "$bench" charts --out "$out" --copy-to docs/bench

@@ -1,6 +1,8 @@
-//! The release agent as a child process on a private socket and database.
+//! The release agent as a child process on a private socket and store: its own SQLite
+//! database, or the fleet store (PostgreSQL) shared with other agents.
 
 use pam_totp_proto::{Client, ClientError, Request};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,22 +21,58 @@ pub fn default_binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// What a fleet agent needs: the store's URL (without the password), its name in the fleet,
+/// and the root-only files holding the fleet key and the role's password.
+pub struct FleetAccess {
+    pub url: String,
+    pub host: String,
+    pub key_file: PathBuf,
+    pub password_file: PathBuf,
+}
+
 impl AgentProcess {
-    /// Starts `binary` on `dir/agent.sock` with `db`, an empty config (defaults), and its
-    /// log in `dir/agent.log`; returns once the agent answers.
+    /// Starts `binary` on `dir/agent.sock` with the SQLite store `db`, an empty config
+    /// (defaults), and its log in `dir/agent.log`; returns once the agent answers.
     pub fn start(binary: &Path, dir: &Path, db: &Path) -> Result<Self, String> {
+        let args = [OsString::from("--db"), db.as_os_str().to_owned()];
+        Self::spawn(binary, dir, &args, "# pam-totp-bench: defaults\n")
+    }
+
+    /// As [`AgentProcess::start`], on the fleet store (PostgreSQL) named by `fleet`.
+    pub fn start_fleet(binary: &Path, dir: &Path, fleet: &FleetAccess) -> Result<Self, String> {
+        let args = [
+            OsString::from("--store"),
+            OsString::from(&fleet.url),
+            OsString::from("--host-name"),
+            OsString::from(&fleet.host),
+        ];
+        let config = format!(
+            "# pam-totp-bench: defaults, on the fleet store\n\
+             store_key_file = {}\n\
+             store_password_file = {}\n",
+            toml_string(&fleet.key_file),
+            toml_string(&fleet.password_file)
+        );
+        Self::spawn(binary, dir, &args, &config)
+    }
+
+    fn spawn(
+        binary: &Path,
+        dir: &Path,
+        store_args: &[OsString],
+        config_text: &str,
+    ) -> Result<Self, String> {
         let socket = dir.join("agent.sock");
         let config = dir.join("agent.toml");
         let log = dir.join("agent.log");
-        std::fs::write(&config, "# pam-totp-bench: defaults\n")
+        std::fs::write(&config, config_text)
             .map_err(|e| format!("write {}: {e}", config.display()))?;
         let log_file =
             std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let child = Command::new(binary)
             .arg("--socket")
             .arg(&socket)
-            .arg("--db")
-            .arg(db)
+            .args(store_args)
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -73,6 +111,24 @@ impl AgentProcess {
         }
     }
 
+    /// Sends `concurrency` requests at once, a few times over, that read the store and change
+    /// nothing: a fleet agent opens its pooled PostgreSQL connections (TCP, SCRAM, failover
+    /// check) on demand, and a long-running agent has them open already.
+    pub fn warm_up(&self, concurrency: usize) {
+        std::thread::scope(|scope| {
+            for _ in 0..concurrency {
+                scope.spawn(|| {
+                    let client = Client::new(&self.socket, Duration::from_secs(10));
+                    for _ in 0..3 {
+                        let _ = client.call(Request::Show {
+                            account: "tb-warm-up".into(),
+                        });
+                    }
+                });
+            }
+        });
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -90,22 +146,7 @@ impl AgentProcess {
 
     /// User + system CPU time the agent has used so far.
     pub fn cpu_time(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses and may hold spaces).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
-            .sum();
-        // SAFETY: sysconf only reads a configuration value.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
-        Duration::from_micros(ticks * 1_000_000 / hz)
+        crate::procstat::cpu_of(self.pid())
     }
 
     pub fn log_tail(&self) -> String {
@@ -144,6 +185,12 @@ impl AgentProcess {
             }
         }
     }
+}
+
+/// A TOML basic string holding a path (quotes and backslashes escaped).
+fn toml_string(path: &Path) -> String {
+    let text = path.display().to_string();
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 impl Drop for AgentProcess {

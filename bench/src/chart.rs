@@ -1,8 +1,9 @@
 //! SVG charts from the JSON results: the agent's throughput against clients, its latency
-//! against clients, and the cost per login against the number of accounts (ours beside the
-//! incumbents).
+//! against clients, the fleet store's logins/s against clients beside SQLite's, and the cost
+//! per login against the number of accounts (ours beside the incumbents).
 
 use crate::agent_layer::AgentReport;
+use crate::fleet_layer::{FleetReport, Setup};
 use crate::pam_layer::PamReport;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -13,6 +14,15 @@ const GOOGLE: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 const OATH: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
 const AGENT: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
 const SERIES: [RGBColor; 4] = [OURS, AGENT, GOOGLE, RGBColor(0x94, 0x67, 0xbd)];
+/// The fleet chart's lines: up to three setups at two profile counts before colours repeat.
+const FLEET_SERIES: [RGBColor; 6] = [
+    AGENT,
+    OURS,
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x17, 0xbe, 0xcf),
+    RGBColor(0x8c, 0x56, 0x4b),
+    OATH,
+];
 const SIZE: (u32, u32) = (960, 560);
 
 type Points = Vec<(f64, f64)>;
@@ -213,6 +223,63 @@ fn agent_charts(report: &AgentReport, out: &Path) -> Result<Vec<PathBuf>, String
     Ok(written)
 }
 
+/// Logins/s against clients, one line per store setup and profile count, with the goal of
+/// issue 12 (half of SQLite's throughput) drawn at each client count.
+fn fleet_chart(report: &FleetReport, out: &Path) -> Result<PathBuf, String> {
+    let mut series: Vec<(String, RGBColor, Points)> = Vec::new();
+    let mut colors = FLEET_SERIES.iter().cycle();
+    for session in &report.sessions {
+        for setup in &report.config.setups {
+            let points: Points = session
+                .runs
+                .iter()
+                .filter(|r| r.setup == *setup && r.run.requests > 0)
+                .map(|r| (r.run.clients as f64, r.run.verifications_per_s))
+                .collect();
+            if let (false, Some(color)) = (points.is_empty(), colors.next()) {
+                let label = format!(
+                    "{}, {} profiles",
+                    setup.label(),
+                    human(session.profiles as f64)
+                );
+                series.push((label, *color, points));
+            }
+            if *setup == Setup::Sqlite {
+                let half: Points = session
+                    .runs
+                    .iter()
+                    .filter(|r| r.setup == Setup::Sqlite && r.run.requests > 0)
+                    .map(|r| (r.run.clients as f64, r.run.verifications_per_s / 2.0))
+                    .collect();
+                if !half.is_empty() {
+                    series.push((
+                        format!(
+                            "goal: half of SQLite's, {} profiles",
+                            human(session.profiles as f64)
+                        ),
+                        RGBColor(0xa0, 0xa0, 0xa0),
+                        half,
+                    ));
+                }
+            }
+        }
+    }
+    let path = out.join("fleet-throughput.svg");
+    {
+        let root = SVGBackend::new(&path, SIZE).into_drawing_area();
+        line_chart(
+            &root,
+            "pam-totp fleet store: logins/s against concurrent clients",
+            "concurrent clients (log scale)",
+            "logins per second",
+            &series,
+            false,
+            None,
+        )?;
+    }
+    Ok(path)
+}
+
 /// The colour halfway to white: the p99 line beside its p50 line.
 fn lighter(color: RGBColor) -> RGBColor {
     let blend = |c: u8| ((u16::from(c) + 255) / 2) as u8;
@@ -307,16 +374,20 @@ fn cost_chart(
 /// Writes every chart the results in `out` allow; returns their paths.
 pub fn render(out: &Path) -> Result<Vec<PathBuf>, String> {
     let agent: Option<AgentReport> = read(&out.join("agent.json"))?;
+    let fleet: Option<FleetReport> = read(&out.join("fleet.json"))?;
     let pam: Option<PamReport> = read(&out.join("pam.json"))?;
-    if agent.is_none() && pam.is_none() {
+    if agent.is_none() && fleet.is_none() && pam.is_none() {
         return Err(format!(
-            "no agent.json or pam.json in {}: run the layers first",
+            "no agent.json, fleet.json or pam.json in {}: run the layers first",
             out.display()
         ));
     }
     let mut written = Vec::new();
     if let Some(agent) = &agent {
         written.extend(agent_charts(agent, out)?);
+    }
+    if let Some(fleet) = &fleet {
+        written.push(fleet_chart(fleet, out)?);
     }
     written.extend(cost_chart(pam.as_ref(), agent.as_ref(), out)?);
     Ok(written)

@@ -1,6 +1,8 @@
 //! `pam-totp-bench`: the benchmarks of issue 5.
 //!
 //! - `agent`: the release agent under C concurrent protocol clients with P profiles;
+//! - `fleet`: the same workload through the PostgreSQL fleet store (one agent, two agents)
+//!   beside the SQLite store (issue 12);
 //! - `pam`: pam_totp.so beside pam_permit, pam_google_authenticator and pam_oath through
 //!   real libpam, in process;
 //! - `charts`: SVG charts from the JSON results of both.
@@ -13,9 +15,14 @@ mod accounts;
 mod agent_layer;
 mod agent_proc;
 mod chart;
+mod fleet_layer;
+mod fleet_report;
+mod load;
 mod machine;
 mod pam_ffi;
 mod pam_layer;
+mod pg_cluster;
+mod procstat;
 mod report;
 mod seed;
 mod stats;
@@ -54,6 +61,39 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Fleet layer: the agent layer's workload through the SQLite store (one agent), the
+    /// PostgreSQL fleet store through one agent, and through two agents on the same cluster
+    /// (clients split evenly), taking turns; writes OUT/fleet.json.
+    Fleet {
+        /// Profile counts, each seeded into its own SQLite database and its own throwaway
+        /// PostgreSQL cluster.
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        profiles: Vec<usize>,
+        /// Concurrent clients, one run per store setup each.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+        clients: Vec<usize>,
+        /// Store setups, measured in this order for each client count.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "sqlite,postgres1,postgres2"
+        )]
+        stores: Vec<fleet_layer::Setup>,
+        /// Longest run, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Most requests per run (also capped by the profile count; the two PostgreSQL
+        /// setups share their profiles, so both runs of a client count draw on one time
+        /// step's accounts).
+        #[arg(long, default_value_t = 50_000)]
+        max_requests: usize,
+        /// Share of requests carrying a wrong code.
+        #[arg(long, default_value_t = 0.1)]
+        wrong_share: f64,
+        #[command(flatten)]
+        common: Common,
+    },
     /// PAM layer: pam_permit, pam_totp, pam_google_authenticator, pam_oath on the same accounts.
     Pam {
         /// Account counts (fresh accounts, agent, secret files and usersfile for each).
@@ -69,8 +109,8 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Markdown tables and the issue's targets from OUT/agent.json and OUT/pam.json (also
-    /// written to OUT/report.md).
+    /// Markdown tables and the issues' targets from OUT/agent.json, OUT/fleet.json and
+    /// OUT/pam.json (also written to OUT/report.md).
     Report {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
@@ -83,7 +123,7 @@ enum Command {
         #[arg(long)]
         at: Option<i64>,
     },
-    /// SVG charts from OUT/agent.json and OUT/pam.json.
+    /// SVG charts from OUT/agent.json, OUT/fleet.json and OUT/pam.json.
     Charts {
         /// Where the JSON results are, and where the charts go.
         #[arg(long, default_value = "target/bench")]
@@ -179,6 +219,32 @@ fn run(args: Args) -> Result<(), String> {
             let path = write_json(&common.out, "agent.json", &report)?;
             println!("results: {}", path.display());
             report_errors("agent layer", report.errors(), &report.error_samples)
+        }
+        Command::Fleet {
+            profiles,
+            clients,
+            stores,
+            duration,
+            max_requests,
+            wrong_share,
+            common,
+        } => {
+            let config = fleet_layer::FleetConfig {
+                profiles,
+                clients,
+                setups: stores,
+                duration_s: duration,
+                max_requests,
+                wrong_share,
+                agent_binary: common.agent_binary(),
+            };
+            let report = fleet_layer::bench(&config, &common.work_dir)?;
+            if interrupted() {
+                return Err("interrupted".into());
+            }
+            let path = write_json(&common.out, "fleet.json", &report)?;
+            println!("results: {}", path.display());
+            report_errors("fleet layer", report.errors(), &report.error_samples)
         }
         Command::Pam {
             accounts,

@@ -1,6 +1,8 @@
 //! Markdown tables and the issue's targets, from the JSON results: what BENCHMARKS.md shows.
 
 use crate::agent_layer::{AgentReport, RunResult};
+use crate::fleet_layer::FleetReport;
+use crate::fleet_report;
 use crate::pam_layer::{ModuleResult, PamReport};
 use crate::stats::us;
 use std::fmt::Write as _;
@@ -162,8 +164,6 @@ fn run_at(report: &AgentReport, profiles: usize, clients: usize) -> Option<&RunR
 }
 
 fn pam_targets(text: &mut String, pam: Option<&PamReport>) {
-    let _ = writeln!(text, "| target (issue 5) | measured | verdict |");
-    let _ = writeln!(text, "|---|---|---|");
     if let Some(pam) = pam {
         let ours = cost_series(pam, "pam_totp");
         let google = cost_series(pam, "pam_google_authenticator");
@@ -277,10 +277,11 @@ fn agent_targets(text: &mut String, agent: Option<&AgentReport>) {
 /// Writes OUT/report.md and returns its text.
 pub fn render(out: &Path) -> Result<String, String> {
     let agent: Option<AgentReport> = read(&out.join("agent.json"))?;
+    let fleet: Option<FleetReport> = read(&out.join("fleet.json"))?;
     let pam: Option<PamReport> = read(&out.join("pam.json"))?;
-    if agent.is_none() && pam.is_none() {
+    if agent.is_none() && fleet.is_none() && pam.is_none() {
         return Err(format!(
-            "no agent.json or pam.json in {}: run the layers first",
+            "no agent.json, fleet.json or pam.json in {}: run the layers first",
             out.display()
         ));
     }
@@ -289,15 +290,27 @@ pub fn render(out: &Path) -> Result<String, String> {
     if let Some(a) = &agent {
         machine_lines(&mut text, "agent layer", &a.machine);
     }
+    if let Some(f) = &fleet {
+        machine_lines(&mut text, "fleet layer", &f.machine);
+    }
     if let Some(p) = &pam {
         machine_lines(&mut text, "PAM layer", &p.machine);
     }
     let _ = writeln!(text, "\n### Targets\n");
+    let _ = writeln!(text, "| target | measured | verdict |");
+    let _ = writeln!(text, "|---|---|---|");
     pam_targets(&mut text, pam.as_ref());
     agent_targets(&mut text, agent.as_ref());
+    if let Some(f) = &fleet {
+        fleet_report::targets(&mut text, f);
+    }
     if let Some(a) = &agent {
         let _ = writeln!(text, "\n### Agent layer\n");
         agent_table(&mut text, a);
+    }
+    if let Some(f) = &fleet {
+        let _ = writeln!(text, "\n### Fleet store (PostgreSQL)\n");
+        fleet_report::tables(&mut text, f);
     }
     if let Some(p) = &pam {
         let _ = writeln!(text, "\n### PAM layer (syslog: {})\n", p.config.syslog);

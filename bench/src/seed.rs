@@ -1,7 +1,8 @@
 //! Bench accounts: deterministic names and secrets, codes for them, and bulk seeding of the
-//! agent's database through `SqliteStore::insert_many` (one transaction per chunk).
+//! agent's database through `SqliteStore::insert_many` (one transaction per chunk), or of the
+//! fleet store through `PgStore::insert_many` (chunks in parallel).
 
-use pam_totp_agent::store::{CodeSettings, ProfileRecord, SqliteStore};
+use pam_totp_agent::store::{CodeSettings, PgStore, ProfileRecord, SqliteStore};
 use pam_totp_agent::totp::{code_for_step, step_at, TotpParams};
 use pam_totp_proto::Algorithm;
 use sha2::{Digest, Sha256};
@@ -14,6 +15,10 @@ pub const PERIOD: u32 = 30;
 pub const DIGITS: u8 = 6;
 pub const SECRET_BYTES: usize = 20;
 const CHUNK: usize = 50_000;
+/// Profiles per PostgreSQL transaction when seeding, and the connections seeding at once:
+/// each row is a few round trips, so a few connections keep the server busy.
+const PG_CHUNK: usize = 2_000;
+const PG_SEEDERS: usize = 4;
 
 pub const PARAMS: TotpParams = TotpParams {
     algorithm: Algorithm::Sha1,
@@ -101,6 +106,37 @@ pub fn seed(db: &Path, profiles: usize) -> Result<Duration, String> {
         next = end;
     }
     drop(store);
+    Ok(start.elapsed())
+}
+
+/// Adds `profiles` active profiles to the (empty) fleet store; returns how long it took.
+pub fn seed_postgres(store: &PgStore, profiles: usize) -> Result<Duration, String> {
+    let start = Instant::now();
+    let now = now_unix();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let seeder = || -> Result<(), String> {
+        loop {
+            let first = next.fetch_add(PG_CHUNK, std::sync::atomic::Ordering::Relaxed);
+            if first >= profiles || crate::interrupted() {
+                return Ok(());
+            }
+            let end = (first + PG_CHUNK).min(profiles);
+            let mut chunk: Vec<ProfileRecord> = (first..end).map(|i| record(i, now)).collect();
+            store
+                .insert_many(&mut chunk)
+                .map_err(|e| format!("seeding the fleet store: {e}"))?;
+        }
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..PG_SEEDERS).map(|_| scope.spawn(seeder)).collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err("a seeding thread panicked".into()))
+            })
+            .collect::<Result<Vec<()>, String>>()
+    })?;
     Ok(start.elapsed())
 }
 

@@ -64,6 +64,7 @@ fn the_log_shows_pam_logins_newest_first() {
             [
                 "account",
                 "caller_uid",
+                "host",
                 "op",
                 "result",
                 "rhost",

@@ -40,6 +40,7 @@ fn status_counts_profiles_and_recent_logins() {
             "last_hour",
             "profiles",
             "socket",
+            "store",
             "uptime_seconds",
             "version"
         ],
@@ -51,6 +52,7 @@ fn status_counts_profiles_and_recent_logins() {
         "{out}"
     );
     assert_eq!(status["database"], agent.db.display().to_string(), "{out}");
+    assert_eq!(status["store"], "sqlite", "{out}");
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"), "{out}");
     assert!(status["uptime_seconds"].is_u64(), "{out}");
     assert_eq!(
@@ -98,11 +100,16 @@ fn status_counts_profiles_and_recent_logins() {
     assert_eq!(human.code, 0, "{human}");
     assert_eq!(
         human.stdout.lines().nth(4),
-        Some("profiles:  1 pending, 2 active, 1 disabled, 1 locked"),
+        Some("store:     sqlite"),
         "{human}"
     );
     assert_eq!(
         human.stdout.lines().nth(5),
+        Some("profiles:  1 pending, 2 active, 1 disabled, 1 locked"),
+        "{human}"
+    );
+    assert_eq!(
+        human.stdout.lines().nth(6),
         Some("last hour: 2 logins, 3 failures"),
         "{human}"
     );
@@ -127,7 +134,7 @@ fn status_counts_profiles_and_recent_logins() {
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"), "{out}");
     let human = cli_at(&agent.socket, Some(&active.name), false, &["status"]);
     assert_eq!(human.code, 0, "{human}");
-    assert_eq!(human.stdout.lines().count(), 4, "{human}");
+    assert_eq!(human.stdout.lines().count(), 5, "{human}");
     assert!(!human.stdout.contains("profiles:"), "{human}");
 }
 

@@ -296,17 +296,18 @@ impl Service {
     }
 
     /// A store failure as the caller sees it (`internal`, its message), counted.
-    /// A store failure as the client sees it: "not now" (exit 8, PAM_AUTHINFO_UNAVAIL) when
-    /// the store is away, full or busy; else internal.
+    /// A store failure as the client sees it: "unavailable" (exit 8, like an agent that
+    /// cannot be reached) when the store's server cannot be reached; else internal (a full
+    /// or read-only disk, a bug), saying what could not be done.
     fn store_failed(&self, error: StoreError) -> ApiError {
         self.metrics.store_error();
         match error {
-            StoreError::Unavailable(message) => {
+            StoreError::Unreachable(message) => {
                 ApiError::new(pam_totp_proto::ErrorCode::Unavailable, message)
             }
-            StoreError::Invalid(message) | StoreError::Internal(message) => {
-                ApiError::internal(message)
-            }
+            StoreError::Unavailable(message)
+            | StoreError::Invalid(message)
+            | StoreError::Internal(message) => ApiError::internal(message),
         }
     }
 

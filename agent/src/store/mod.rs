@@ -258,6 +258,10 @@ pub enum StoreError {
     /// changed; the same request may succeed later.
     #[error("{0}")]
     Unavailable(String),
+    /// The store's server cannot be reached (a fleet store's PostgreSQL is down or cut off).
+    /// Nothing was changed; requests answer "unavailable" until it is back.
+    #[error("{0}")]
+    Unreachable(String),
     /// The store refused the data (a constraint): retrying the same request will not help.
     #[error("{0}")]
     Invalid(String),

@@ -108,7 +108,10 @@ pub(crate) fn pg_error(failure: Failure, error: &postgres::Error) -> StoreError 
         },
     };
     let class = error.code().map(|c| &c.code()[..2]);
-    if connection_lost(error) || retryable(error) {
+    if connection_lost(error) {
+        return StoreError::Unreachable(message);
+    }
+    if retryable(error) {
         return StoreError::Unavailable(message);
     }
     if error.as_db_error().is_none() {
@@ -231,7 +234,7 @@ impl PgStore {
         };
         match r2d2::ManageConnection::connect(&connector) {
             Ok(_) => {}
-            Err(StoreError::Unavailable(message)) => log::warn!(
+            Err(StoreError::Unreachable(message)) => log::warn!(
                 "{message}; starting anyway: requests fail as unavailable until it answers"
             ),
             Err(error) => return Err(error),
@@ -269,7 +272,7 @@ impl PgStore {
             let mut connection = self
                 .pool
                 .get()
-                .map_err(|e| StoreError::Unavailable(format!("fleet store unreachable: {e}")))?;
+                .map_err(|e| StoreError::Unreachable(format!("fleet store unreachable: {e}")))?;
             let Connection {
                 client, statements, ..
             } = &mut *connection;
@@ -334,22 +337,28 @@ impl PgStore {
         // when it has a profile (one round trip, every login), else on an advisory lock of
         // its name, which also orders two creations of a row that does not exist yet; the
         // row is then read again, locked, as the previous holder left it.
-        let current = match load_locked(tx, account, &self.key)? {
-            Some(record) => Some(record),
+        let source_key = source.map(|s| self.source_key(s));
+        let found = match &source_key {
+            Some(key) => load_locked_with_source(tx, account, key, &self.key)?
+                .map(|(record, source)| (record, Some(source))),
+            None => load_locked(tx, account, &self.key)?.map(|record| (record, None)),
+        };
+        let (current, source_record) = match found {
+            Some((record, source)) => (Some(record), source),
             None => {
                 tx.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                     &[&account],
                 )?;
-                load_locked(tx, account, &self.key)?
+                let current = load_locked(tx, account, &self.key)?;
+                let source_record = match &source_key {
+                    Some(key) => Some(load_source(tx, account, key)?),
+                    None => None,
+                };
+                (current, source_record)
             }
         };
-        let source_key = source.map(|s| self.source_key(s));
-        let source_record = match &source_key {
-            Some(key) => Some(load_source(tx, account, key)?),
-            None => None,
-        };
-        let outcome = decide(current.as_ref(), source_record.as_ref());
+        let mut outcome = decide(current.as_ref(), source_record.as_ref());
         let mut forget_sources = outcome.clear_sources;
         let stored = match outcome.change {
             Change::Keep => current,
@@ -360,7 +369,11 @@ impl PgStore {
             }
             Change::Update(mut record) => {
                 record.id = current.as_ref().map_or(0, |c| c.id);
-                update(tx, &record, &self.key)?;
+                // A login's update and its audit row travel together.
+                match outcome.audit.take() {
+                    Some(event) => update_with_audit(tx, &record, &self.key, &event)?,
+                    None => update(tx, &record, &self.key)?,
+                }
                 Some(*record)
             }
             Change::Delete => {

@@ -17,10 +17,79 @@ pub(super) struct ProfileSql {
     by_account: String,
     /// The same, its row locked to the end of the transaction.
     by_account_locked: String,
+    /// The same, with one source's record (`$2`) in the same round trip.
+    with_source_locked: String,
     /// A page of profiles after an account (or from the first).
     pub(super) page: String,
     insert: String,
     update: String,
+    /// The update and an audit row in one statement (`$20..$31`: [`AUDIT_COLUMNS`]).
+    update_and_audit: String,
+}
+
+/// The audit columns an insert writes, in the order of [`AuditParams::values`].
+const AUDIT_COLUMNS: [&str; 12] = [
+    "at",
+    "host",
+    "account",
+    "uid",
+    "op",
+    "result",
+    "service",
+    "rhost",
+    "tty",
+    "ruser",
+    "caller_uid",
+    "caller_pid",
+];
+
+/// An audit row's values as PostgreSQL takes them.
+struct AuditParams<'a> {
+    event: &'a AuditEvent,
+    uid: Option<i64>,
+    caller_uid: i64,
+    result: &'static str,
+}
+
+impl<'a> AuditParams<'a> {
+    fn new(event: &'a AuditEvent) -> Self {
+        Self {
+            event,
+            uid: event.uid.map(i64::from),
+            caller_uid: i64::from(event.caller_uid),
+            result: event.result.as_str(),
+        }
+    }
+
+    fn values(&self) -> [&(dyn ToSql + Sync); AUDIT_COLUMNS.len()] {
+        let event = self.event;
+        [
+            &event.at,
+            &event.host,
+            &event.account,
+            &self.uid,
+            &event.op,
+            &self.result,
+            &event.service,
+            &event.rhost,
+            &event.tty,
+            &event.ruser,
+            &self.caller_uid,
+            &event.caller_pid,
+        ]
+    }
+}
+
+/// `INSERT INTO audit (...) VALUES ($from, ...)`.
+fn audit_insert(from: usize) -> String {
+    let placeholders: Vec<String> = (from..from + AUDIT_COLUMNS.len())
+        .map(|n| format!("${n}"))
+        .collect();
+    format!(
+        "INSERT INTO audit ({}) VALUES ({})",
+        AUDIT_COLUMNS.join(", "),
+        placeholders.join(", ")
+    )
 }
 
 pub(super) fn profile_sql() -> &'static ProfileSql {
@@ -35,9 +104,17 @@ pub(super) fn profile_sql() -> &'static ProfileSql {
             .map(|(column, placeholder)| format!("{column} = {placeholder}"))
             .collect();
         let select = format!("SELECT id, {columns} FROM profiles");
+        let prefixed: Vec<String> = PROFILE_COLUMNS.iter().map(|c| format!("p.{c}")).collect();
         ProfileSql {
             by_account: format!("{select} WHERE account = $1"),
             by_account_locked: format!("{select} WHERE account = $1 FOR UPDATE"),
+            with_source_locked: format!(
+                "SELECT p.id, {}, s.failures, s.blocked_until, s.last_failure_at \
+                 FROM profiles p LEFT JOIN source_failures s \
+                 ON s.account = p.account AND s.source = $2 \
+                 WHERE p.account = $1 FOR UPDATE OF p",
+                prefixed.join(", ")
+            ),
             page: format!(
                 "{select} WHERE ($1::text IS NULL OR account > $1) ORDER BY account LIMIT $2"
             ),
@@ -49,6 +126,11 @@ pub(super) fn profile_sql() -> &'static ProfileSql {
             update: format!(
                 "UPDATE profiles SET {} WHERE account = $1",
                 assignments.join(", ")
+            ),
+            update_and_audit: format!(
+                "WITH updated AS (UPDATE profiles SET {} WHERE account = $1) {}",
+                assignments.join(", "),
+                audit_insert(PROFILE_COLUMNS.len() + 1)
             ),
         }
     })
@@ -118,6 +200,7 @@ fn write_profile(
     sql: &'static str,
     record: &ProfileRecord,
     key: &FleetKey,
+    audit: Option<&AuditEvent>,
 ) -> Result<Option<i64>, Fail> {
     let sealed = key
         .seal_secret(&record.account, &record.secret)
@@ -152,7 +235,13 @@ fn write_profile(
         &window,
         &kind,
     ];
-    let rows = s.query(sql, &values)?;
+    let audit = audit.map(AuditParams::new);
+    let audit_values = audit.as_ref().map(AuditParams::values);
+    let all: Vec<&(dyn ToSql + Sync)> = values
+        .into_iter()
+        .chain(audit_values.into_iter().flatten())
+        .collect();
+    let rows = s.query(sql, &all)?;
     Ok(rows.first().map(|row| row.try_get(0)).transpose()?)
 }
 
@@ -178,6 +267,27 @@ pub(super) fn load_locked(
         .transpose()
 }
 
+/// The account's profile, locked as [`load_locked`] does, and `source`'s record (clear when
+/// it has none), in one round trip; `None` when the account has no profile.
+pub(super) fn load_locked_with_source(
+    s: &mut Session<'_, impl GenericClient>,
+    account: &str,
+    source: &str,
+    key: &FleetKey,
+) -> Result<Option<(ProfileRecord, SourceRecord)>, Fail> {
+    let Some(row) = s.query_opt(&profile_sql().with_source_locked, &[&account, &source])? else {
+        return Ok(None);
+    };
+    let record = record_from_row(&row, key)?;
+    let first = 1 + PROFILE_COLUMNS.len();
+    let failures: Option<i32> = row.try_get(first)?;
+    let source = match failures {
+        Some(_) => source_from_row(&row, first)?,
+        None => SourceRecord::default(),
+    };
+    Ok(Some((record, source)))
+}
+
 /// Stores a new profile for the account (replacing any it had); assigns its id.
 pub(super) fn create(
     s: &mut Session<'_, impl GenericClient>,
@@ -188,7 +298,7 @@ pub(super) fn create(
         "DELETE FROM profiles WHERE account = $1",
         &[&record.account],
     )?;
-    record.id = write_profile(s, &profile_sql().insert, record, key)?.unwrap_or(0);
+    record.id = write_profile(s, &profile_sql().insert, record, key, None)?.unwrap_or(0);
     Ok(())
 }
 
@@ -197,7 +307,18 @@ pub(super) fn update(
     record: &ProfileRecord,
     key: &FleetKey,
 ) -> Result<(), Fail> {
-    write_profile(s, &profile_sql().update, record, key)?;
+    write_profile(s, &profile_sql().update, record, key, None)?;
+    Ok(())
+}
+
+/// [`update`] and [`insert_audit`] in one round trip.
+pub(super) fn update_with_audit(
+    s: &mut Session<'_, impl GenericClient>,
+    record: &ProfileRecord,
+    key: &FleetKey,
+    event: &AuditEvent,
+) -> Result<(), Fail> {
+    write_profile(s, &profile_sql().update_and_audit, record, key, Some(event))?;
     Ok(())
 }
 
@@ -274,26 +395,9 @@ pub(super) fn insert_audit(
     s: &mut Session<'_, impl GenericClient>,
     event: &AuditEvent,
 ) -> Result<(), Fail> {
-    let uid = event.uid.map(i64::from);
-    let caller_uid = i64::from(event.caller_uid);
-    s.execute(
-        "INSERT INTO audit (at, host, account, uid, op, result, service, rhost, tty, ruser, \
-         caller_uid, caller_pid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        &[
-            &event.at,
-            &event.host,
-            &event.account,
-            &uid,
-            &event.op,
-            &event.result.as_str(),
-            &event.service,
-            &event.rhost,
-            &event.tty,
-            &event.ruser,
-            &caller_uid,
-            &event.caller_pid,
-        ],
-    )?;
+    static SQL: OnceLock<String> = OnceLock::new();
+    let sql = SQL.get_or_init(|| audit_insert(1));
+    s.execute(sql, &AuditParams::new(event).values())?;
     Ok(())
 }
 

@@ -1,0 +1,101 @@
+//! CPU time from /proc: of one process, of a process with its children (a PostgreSQL
+//! postmaster and its server processes), and of the whole machine.
+
+use std::time::Duration;
+
+/// Clock ticks per second (`/proc` counts CPU time in them).
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
+}
+
+fn ticks(ticks: u64) -> Duration {
+    Duration::from_micros(ticks * 1_000_000 / ticks_per_second())
+}
+
+/// The fields of `/proc/PID/stat` after the command name (which is in parentheses and may
+/// hold spaces): index 0 is the state, 1 the parent pid, 11 utime, 12 stime, 13 cutime,
+/// 14 cstime.
+fn stat_fields(pid: u32) -> Vec<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn field(fields: &[u64], index: usize) -> u64 {
+    fields.get(index).copied().unwrap_or(0)
+}
+
+/// User + system CPU time process `pid` has used so far (all its threads).
+pub fn cpu_of(pid: u32) -> Duration {
+    let fields = stat_fields(pid);
+    ticks(field(&fields, 11) + field(&fields, 12))
+}
+
+/// User + system CPU time of `root`, its live children, and the children it has reaped
+/// (their time is added to its cutime/cstime when it waits for them): for a postmaster, every
+/// server process it ever forked.
+pub fn tree_cpu(root: u32) -> Duration {
+    let own = stat_fields(root);
+    let mut total: u64 = (11..=14).map(|i| field(&own, i)).sum();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let fields = stat_fields(pid);
+            if field(&fields, 1) == u64::from(root) {
+                total += field(&fields, 11) + field(&fields, 12);
+            }
+        }
+    }
+    ticks(total)
+}
+
+/// The whole machine's CPU time so far: (busy, all), over every CPU (`/proc/stat`; busy is
+/// all but idle and iowait).
+pub fn machine_cpu() -> (Duration, Duration) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let all: u64 = values.iter().take(8).sum();
+    let idle = field(&values, 3) + field(&values, 4);
+    (ticks(all.saturating_sub(idle)), ticks(all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_uses_cpu_and_the_machine_is_busy_sometimes() {
+        let me = std::process::id();
+        let start = std::time::Instant::now();
+        let mut x: u64 = 0;
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_add(1);
+        }
+        assert!(x > 0);
+        assert!(cpu_of(me) > Duration::ZERO);
+        assert!(tree_cpu(me) >= cpu_of(me));
+        let (busy, all) = machine_cpu();
+        assert!(busy > Duration::ZERO && all >= busy);
+    }
+}
