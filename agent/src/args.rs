@@ -6,7 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use pam_totp_proto::DEFAULT_SOCKET;
 use std::path::PathBuf;
 
-/// The pam-totp agent: holds TOTP profiles and answers the PAM module and the CLI.
+/// The pam-totp agent: holds TOTP and HOTP profiles and answers the PAM module and the CLI.
 #[derive(Debug, Parser)]
 #[command(name = "pam-totp-agent", version)]
 pub struct Args {
@@ -34,9 +34,10 @@ pub struct Args {
 pub enum AgentCommand {
     /// Write an online, consistent copy of the SQLite store to FILE (mode 0600; an existing
     /// FILE is never overwritten) while the agent keeps answering. An agent started on a
-    /// restored copy treats every time step up to now + its window as used for every
-    /// profile, so no code used since the backup works again (each account waits at most one
-    /// window for its next code).
+    /// restored copy treats every time step up to now + its window (and every HOTP counter up
+    /// to the next one + hotp_window) as used for every profile, so no code used since the
+    /// backup works again (each account waits at most one window for its next code; an HOTP
+    /// token is pressed up to hotp_window + 1 times).
     Backup {
         /// Where to write the copy (must not exist)
         #[arg(long, value_name = "FILE")]

@@ -1,5 +1,6 @@
 //! Agent configuration: an optional TOML file; every key has a safe default.
 
+use crate::store::Windows;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/pam-totp/agent.toml";
 pub const DEFAULT_DB: &str = "/var/lib/pam-totp/profiles.sqlite3";
 /// Largest accepted skew window, in steps each side: more makes codes guessable.
 pub const MAX_WINDOW: u32 = 10;
+/// Largest accepted HOTP look-ahead, in counters: each one is another code a guess can hit.
+pub const MAX_HOTP_WINDOW: u32 = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -17,6 +20,8 @@ pub struct Config {
     pub self_enroll: bool,
     /// Time steps accepted either side of now.
     pub window: u32,
+    /// HOTP counters accepted after the next expected one (codes of presses never used).
+    pub hotp_window: u32,
     /// Audit rows older than this many days are deleted (0 keeps them forever).
     pub audit_retention_days: u32,
     /// At most this many audit rows are kept (the oldest go first): a bound on the audit
@@ -55,6 +60,7 @@ impl Default for Config {
             admin_group: None,
             self_enroll: true,
             window: 1,
+            hotp_window: 10,
             audit_retention_days: 365,
             audit_max_rows: 200_000,
             lockout: LockoutPolicy::default(),
@@ -167,6 +173,14 @@ impl Config {
         })
     }
 
+    /// The windows a store needs to mark codes used after losing history.
+    pub fn windows(&self) -> Windows {
+        Windows {
+            totp: self.window,
+            hotp: self.hotp_window,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
         config.check()?;
@@ -176,6 +190,9 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         if self.window > MAX_WINDOW {
             return Err(format!("window must be 0 to {MAX_WINDOW}"));
+        }
+        if self.hotp_window > MAX_HOTP_WINDOW {
+            return Err(format!("hotp_window must be 0 to {MAX_HOTP_WINDOW}"));
         }
         let lockout = &self.lockout;
         if lockout.threshold == 0 || lockout.source_threshold == 0 {
@@ -217,11 +234,14 @@ mod tests {
         assert_eq!(lockout.lock_seconds(19), None);
         assert_eq!(lockout.lock_seconds(20), Some(30));
         assert_eq!(lockout.lock_seconds(21), Some(60));
+        let windows = Config::default().windows();
+        assert_eq!((windows.totp, windows.hotp), (1, 10));
+        assert!(Config::parse("hotp_window = 0").is_ok());
     }
 
     #[test]
     fn parses_every_key_and_refuses_unknown_or_unsafe_ones() {
-        let text = "admin_group = \"totpadm\"\nself_enroll = false\nwindow = 2\naudit_retention_days = 30\naudit_max_rows = 5000\n[lockout]\nthreshold = 3\nbase_seconds = 10\nmax_seconds = 60\nsource_threshold = 2\nsource_base_seconds = 5\n";
+        let text = "admin_group = \"totpadm\"\nself_enroll = false\nwindow = 2\nhotp_window = 100\naudit_retention_days = 30\naudit_max_rows = 5000\n[lockout]\nthreshold = 3\nbase_seconds = 10\nmax_seconds = 60\nsource_threshold = 2\nsource_base_seconds = 5\n";
         let config = Config::parse(text).ok();
         assert_eq!(
             config,
@@ -229,6 +249,7 @@ mod tests {
                 admin_group: Some("totpadm".into()),
                 self_enroll: false,
                 window: 2,
+                hotp_window: 100,
                 audit_retention_days: 30,
                 audit_max_rows: 5000,
                 lockout: LockoutPolicy {
@@ -244,6 +265,8 @@ mod tests {
         for bad in [
             "admin_grup = \"x\"",
             "window = 11",
+            "hotp_window = 101",
+            "hotp_window = -1",
             "[lockout]\nthreshold = 0",
             "[lockout]\nbase_seconds = 100\nmax_seconds = 10",
             "[lockout]\nsource_threshold = 0",

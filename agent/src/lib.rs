@@ -1,5 +1,6 @@
-//! pam-totp-agent: the only holder of TOTP secrets. It owns the SQLite store, authorizes every
-//! request from the peer's SO_PEERCRED, and decides replay, lockout and audit atomically.
+//! pam-totp-agent: the only holder of TOTP and HOTP secrets. It owns the store, authorizes
+//! every request from the peer's SO_PEERCRED, and decides replay, lockout and audit
+//! atomically.
 
 pub mod args;
 pub mod authz;

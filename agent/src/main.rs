@@ -114,10 +114,13 @@ fn run_migrate(
     let source = SqliteStore::open(from)?;
     // A restored backup lacks the steps used since it was taken: mark them used before they
     // travel, as an agent opening it would.
-    if let Some((taken, _)) = source.forget_history_if_restored(SystemClock.now(), config.window)? {
+    if let Some((taken, _)) =
+        source.forget_history_if_restored(SystemClock.now(), config.windows())?
+    {
         log::warn!(
             "{} is a restored backup (taken at Unix time {taken}): every time step up to now + \
-             the window is treated as used",
+             the window, and every HOTP counter up to the next one + the look-ahead, is \
+             treated as used",
             from.display()
         );
     }

@@ -2,8 +2,9 @@
 //! their secrets (sealed there with the fleet key), state (used steps, failures, locks),
 //! emergency codes (re-keyed: HMAC of the stored salted hash) and audit trail. Idempotent: a
 //! profile already in the fleet with the same secret is left as it is but for its used steps
-//! (the later of the two counts, so nothing used on the host replays); another secret is a
-//! conflict, reported and left alone unless `replace`.
+//! (the later of the two counts, so nothing used on the host replays); another secret (or
+//! the same one as TOTP on one side and HOTP on the other) is a conflict, reported and left
+//! alone unless `replace`.
 
 use crate::store::StoreError;
 use crate::store::{AuditQuery, Change, Outcome, PgStore, ProfileRecord, SqliteStore, Store};
@@ -19,9 +20,9 @@ pub struct Report {
     pub copied: Vec<String>,
     /// Already there with the same secret.
     pub present: Vec<String>,
-    /// There with another secret, overwritten (`replace`).
+    /// There with another secret (or type), overwritten (`replace`).
     pub replaced: Vec<String>,
-    /// There with another secret, left alone.
+    /// There with another secret (or type), left alone.
     pub conflicts: Vec<String>,
     /// Audit rows copied (those of copied and replaced profiles).
     pub audit_rows: u64,
@@ -67,7 +68,11 @@ fn migrate_one(
                 fate = Fate::Copied;
                 Change::Create(Box::new(record.clone()))
             }
-            Some(there) if bool::from(there.secret.ct_eq(&record.secret)) => {
+            // The same secret of the same kind: its last step is a step (or a counter) there
+            // too, so the later one is kept.
+            Some(there)
+                if there.kind == record.kind && bool::from(there.secret.ct_eq(&record.secret)) =>
+            {
                 fate = Fate::Present;
                 let mut merged = there.clone();
                 merged.last_step = merged.last_step.max(record.last_step);

@@ -68,7 +68,7 @@ pub fn fleet_settings(
         url: StoreUrl::parse(url, password.as_ref())?,
         key: FleetKey::load(key_path)?,
         host: host.to_owned(),
-        window: config.window,
+        windows: config.windows(),
     })
 }
 
@@ -101,11 +101,12 @@ pub fn open(args: &Args, config: &Config, host: &str, now: i64) -> Result<Opened
     }
     fsperm::prepare_database(&args.db)?;
     let store = SqliteStore::open(&args.db)?;
-    if let Some((taken, profiles)) = store.forget_history_if_restored(now, config.window)? {
+    if let Some((taken, profiles)) = store.forget_history_if_restored(now, config.windows())? {
         log::warn!(
             "{} is a restored backup (taken at Unix time {taken}): codes used since then are \
-             not recorded in it, so every time step up to now + the window is treated as used \
-             ({profiles} profiles)",
+             not recorded in it, so every time step up to now + the window, and every HOTP \
+             counter up to the next one + the look-ahead, is treated as used ({profiles} \
+             profiles)",
             args.db.display()
         );
     }

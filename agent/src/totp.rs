@@ -1,10 +1,12 @@
-//! RFC 6238 TOTP over RFC 4226 HOTP: SHA1/SHA256/SHA512, 6-8 digits, any period.
+//! RFC 4226 HOTP codes, and RFC 6238 TOTP over them (the counter is the time step):
+//! SHA1/SHA256/SHA512, 6-8 digits, any period.
 
 use hmac::{Hmac, KeyInit, Mac};
 use pam_totp_proto::Algorithm;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+/// How codes are made; `period` matters only for TOTP (an HOTP code depends on its counter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TotpParams {
     pub algorithm: Algorithm,
@@ -36,7 +38,7 @@ fn hmac_digest(algorithm: Algorithm, key: &[u8], message: &[u8]) -> Zeroizing<Ve
     }
 }
 
-/// The code for one time step, zero-padded to `digits`.
+/// The code for one counter (for TOTP: one time step), zero-padded to `digits`.
 pub fn code_for_step(secret: &[u8], params: TotpParams, step: i64) -> Zeroizing<String> {
     let counter = u64::try_from(step).unwrap_or(0).to_be_bytes();
     let digest = hmac_digest(params.algorithm, secret, &counter);
@@ -55,8 +57,7 @@ pub fn code_for_step(secret: &[u8], params: TotpParams, step: i64) -> Zeroizing<
     ))
 }
 
-/// Finds the step in `now ± window` whose code equals `code`. Every candidate is computed
-/// and compared in constant time, so timing does not reveal which step (if any) matched.
+/// Finds the step in `now ± window` whose code equals `code`.
 pub fn matching_step(
     secret: &[u8],
     params: TotpParams,
@@ -66,15 +67,49 @@ pub fn matching_step(
 ) -> Option<i64> {
     let current = step_at(now, params.period);
     let window = i64::from(window);
+    first_match(
+        secret,
+        params,
+        code,
+        (current - window)..=(current + window),
+    )
+}
+
+/// Finds the counter in `next ..= next + look_ahead` whose code equals `code` (RFC 4226's
+/// look-ahead: the token may have been pressed without its code being used).
+pub fn matching_counter(
+    secret: &[u8],
+    params: TotpParams,
+    code: &str,
+    next: i64,
+    look_ahead: u32,
+) -> Option<i64> {
+    first_match(
+        secret,
+        params,
+        code,
+        next..=next.saturating_add(i64::from(look_ahead)),
+    )
+}
+
+/// The first counter of `candidates` (negative ones skipped) whose code equals `code`. Every
+/// candidate is computed and compared in constant time, so timing does not reveal which one
+/// (if any) matched.
+fn first_match(
+    secret: &[u8],
+    params: TotpParams,
+    code: &str,
+    candidates: std::ops::RangeInclusive<i64>,
+) -> Option<i64> {
     let mut found = None;
-    for step in (current - window)..=(current + window) {
-        if step < 0 {
+    for counter in candidates {
+        if counter < 0 {
             continue;
         }
-        let candidate = code_for_step(secret, params, step);
+        let candidate = code_for_step(secret, params, counter);
         let equal: bool = candidate.as_bytes().ct_eq(code.as_bytes()).into();
         if equal && found.is_none() {
-            found = Some(step);
+            found = Some(counter);
         }
     }
     found
@@ -150,6 +185,46 @@ mod tests {
         let code = code_for_step(SEED_SHA1, p, step);
         assert_eq!(matching_step(SEED_SHA1, p, &code, now, 0), Some(step));
         assert_eq!(matching_step(SEED_SHA1, p, "000000x", now, 1), None);
+    }
+
+    /// RFC 4226 Appendix D: HOTP of the secret "12345678901234567890", counters 0 to 9.
+    const RFC4226_CODES: [&str; 10] = [
+        "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871",
+        "520489",
+    ];
+
+    #[test]
+    fn rfc4226_appendix_d_vectors() {
+        let p = params(Algorithm::Sha1, 6);
+        for (counter, code) in (0..).zip(RFC4226_CODES) {
+            assert_eq!(code_for_step(SEED_SHA1, p, counter).as_str(), code);
+            // Found from the counter itself, and from any earlier one within the look-ahead.
+            assert_eq!(
+                matching_counter(SEED_SHA1, p, code, counter, 0),
+                Some(counter)
+            );
+            assert_eq!(matching_counter(SEED_SHA1, p, code, 0, 9), Some(counter));
+        }
+    }
+
+    #[test]
+    fn look_ahead_bounds_the_counters_tried() {
+        let p = params(Algorithm::Sha1, 6);
+        // Counter 3's code: within 3 of counter 0, not within 2; never behind the next one.
+        let code = RFC4226_CODES[3];
+        assert_eq!(matching_counter(SEED_SHA1, p, code, 0, 3), Some(3));
+        assert_eq!(matching_counter(SEED_SHA1, p, code, 0, 2), None);
+        assert_eq!(matching_counter(SEED_SHA1, p, code, 4, 5), None);
+        assert_eq!(matching_counter(SEED_SHA1, p, "000000", 0, 9), None);
+        assert_eq!(matching_counter(SEED_SHA1, p, "75522", 0, 9), None);
+        // The period plays no part in a counter's code.
+        let other_period = TotpParams { period: 60, ..p };
+        assert_eq!(
+            matching_counter(SEED_SHA1, other_period, code, 1, 5),
+            Some(3)
+        );
+        // The end of the range saturates instead of overflowing.
+        assert_eq!(matching_counter(SEED_SHA1, p, code, i64::MAX, 10), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::authz::{self, Relation};
 use crate::secret::fingerprint;
 use crate::store::{ProfileRecord, SourceRecord};
-use pam_totp_proto::{BlockedSource, ProfileView};
+use pam_totp_proto::{BlockedSource, ProfileKind, ProfileView};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// RFC 3339 UTC, second precision.
@@ -25,14 +25,17 @@ pub fn profile_view(
         id: record.id,
         account: record.account.clone(),
         uid: record.uid,
-        kind: "totp".into(),
+        kind: record.kind,
+        counter: (record.kind == ProfileKind::Hotp)
+            .then(|| u64::try_from(record.next_counter()).unwrap_or(0)),
         owner: record.owner.clone().unwrap_or_else(|| host.to_owned()),
         scope: scope.to_owned(),
         verified: record.verified(),
         enabled: record.enabled,
         algorithm: record.algorithm,
         digits: record.digits,
-        period: record.period,
+        // An HOTP profile's stored period means nothing: its codes do not expire.
+        period: (record.kind == ProfileKind::Totp).then_some(record.period),
         sha_fingerprint: fingerprint(&record.secret),
         comment: record.comment.clone(),
         created_at: rfc3339(record.created_at),

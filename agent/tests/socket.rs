@@ -105,6 +105,8 @@ fn enroll(client: &Client, account: &str) -> Vec<u8> {
     let reply = client
         .call(Request::Enroll(EnrollRequest {
             account: account.into(),
+            kind: Default::default(),
+            counter: None,
             algorithm: Algorithm::Sha1,
             digits: 6,
             period: 30,

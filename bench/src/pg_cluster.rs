@@ -96,7 +96,8 @@ impl BenchCluster {
             url,
             key: FleetKey::from_bytes(&self.key),
             host: "pam-totp-bench-seed".into(),
-            window: 1,
+            // The agents run with the default config.
+            windows: pam_totp_agent::config::Config::default().windows(),
         })
         .map_err(|e| format!("open the fleet store: {e}"))
     }

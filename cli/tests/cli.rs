@@ -5,7 +5,8 @@
 
 use pam_totp_proto::frame::{read_frame, write_frame, MAX_FRAME_LEN};
 use pam_totp_proto::{
-    Algorithm, ApiError, EnrollReply, ErrorCode, ProfileView, Reply, Response, SecretString,
+    Algorithm, ApiError, EnrollReply, ErrorCode, ProfileKind, ProfileView, Reply, Response,
+    SecretString,
 };
 use serde_json::Value;
 use std::os::unix::net::UnixListener;
@@ -66,14 +67,15 @@ fn profile(account: &str) -> ProfileView {
         id: 1,
         account: account.into(),
         uid: 1000,
-        kind: "totp".into(),
+        kind: ProfileKind::Totp,
+        counter: None,
         owner: "testhost".into(),
         scope: "host".into(),
         verified: true,
         enabled: true,
         algorithm: Algorithm::Sha1,
         digits: 6,
-        period: 30,
+        period: Some(30),
         sha_fingerprint: "0f".repeat(32),
         comment: Some("laptop".into()),
         created_at: "2024-05-01T10:00:00Z".into(),
@@ -409,6 +411,31 @@ fn enroll_json_and_request() {
 }
 
 #[test]
+fn an_hotp_enrollment_sends_its_type_and_counter() {
+    let agent = FakeAgent::answering(&enrolled());
+    let output = run(&[
+        "--socket",
+        agent.socket(),
+        "enroll",
+        "alice",
+        "--json",
+        "--type",
+        "hotp",
+        "--counter",
+        "5",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        agent.request()["request"],
+        serde_json::json!({
+            "op": "enroll", "account": "alice", "type": "hotp", "counter": 5,
+            "algorithm": "SHA1", "digits": 6, "period": 30, "issuer": null, "comment": null,
+            "replace": false, "code": null
+        })
+    );
+}
+
+#[test]
 fn enroll_text_without_a_terminal_has_no_qr_code() {
     let agent = FakeAgent::answering(&enrolled());
     let output = run(&["--socket", agent.socket(), "enroll", "alice"]);
@@ -512,7 +539,8 @@ fn import_dry_run_needs_no_agent() {
         "--dry-run",
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(stdout(&output).starts_with("line 1 (root): skipped: "));
+    // The counter-based line is the one imported; the time-based one repeats its account.
+    assert!(stdout(&output).starts_with("line 2 (root): skipped: account 'root' is on line 1"));
     assert!(stdout(&output).contains("\nDry run: 1 to import, 1 skipped; nothing was sent ("));
     // Without --dry-run the profile is sent: no agent, exit 8.
     let output = run(&["--socket", MISSING_SOCKET, "--json", "import", "oath", path]);

@@ -22,7 +22,7 @@ pub use message::{
     Reply, Request, RequestEnvelope, Response, StatusReply, MAX_LIST_PAGE, MAX_LOG_PAGE,
     PROTOCOL_VERSION,
 };
-pub use profile::{profile_fields, Algorithm, BlockedSource, ProfileView};
+pub use profile::{profile_fields, Algorithm, BlockedSource, ProfileKind, ProfileView};
 pub use secret::SecretString;
 
 /// Default path of the agent socket.

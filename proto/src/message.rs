@@ -2,7 +2,7 @@
 
 use crate::audit::AuditResult;
 use crate::error::ApiError;
-use crate::profile::{Algorithm, ProfileView};
+use crate::profile::{Algorithm, ProfileKind, ProfileView};
 use crate::secret::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,12 @@ pub struct LoginContext {
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub account: String,
+    /// TOTP unless given (left out of TOTP requests, so their shape is what it always was).
+    #[serde(rename = "type", default, skip_serializing_if = "ProfileKind::is_totp")]
+    pub kind: ProfileKind,
+    /// HOTP only: the counter of the token's next code (0 when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u64>,
     pub algorithm: Algorithm,
     pub digits: u8,
     pub period: u32,
@@ -146,12 +152,20 @@ pub enum Request {
 #[serde(deny_unknown_fields)]
 pub struct ImportProfile {
     pub account: String,
+    /// TOTP unless given.
+    #[serde(rename = "type", default, skip_serializing_if = "ProfileKind::is_totp")]
+    pub kind: ProfileKind,
+    /// HOTP only: the counter of the token's next code (0 when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u64>,
     /// Base32, as authenticator apps and google-authenticator files hold it.
     pub secret: SecretString,
     pub algorithm: Algorithm,
     pub digits: u8,
+    /// Seconds per code (TOTP; ignored for HOTP).
     pub period: u32,
-    /// Steps accepted either side of now for this profile (`None`: the agent's default).
+    /// TOTP only: steps accepted either side of now for this profile (`None`: the agent's
+    /// default).
     pub window: Option<u32>,
     /// Single-use codes carried over (plaintext here; the agent stores only salted hashes).
     pub emergency_codes: Vec<SecretString>,
@@ -204,6 +218,8 @@ impl Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
+    /// A code of the profile's token: TOTP, or HOTP (one name for both, so PAM modules
+    /// built before HOTP understand the reply).
     Totp,
     EmergencyCode,
 }
@@ -401,6 +417,36 @@ mod tests {
     }
 
     #[test]
+    fn totp_enrollments_keep_their_wire_shape_and_hotp_adds_type_and_counter() {
+        let mut enroll = EnrollRequest {
+            account: "alice".into(),
+            kind: ProfileKind::Totp,
+            counter: None,
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+            issuer: None,
+            comment: None,
+            replace: false,
+            code: None,
+        };
+        let json = serde_json::to_value(&enroll).unwrap_or_default();
+        assert!(
+            json.get("type").is_none() && json.get("counter").is_none(),
+            "{json}"
+        );
+        enroll.kind = ProfileKind::Hotp;
+        enroll.counter = Some(5);
+        let json = serde_json::to_value(&enroll).unwrap_or_default();
+        assert_eq!(
+            (&json["type"], &json["counter"]),
+            (&"hotp".into(), &5.into())
+        );
+        let back: Option<EnrollRequest> = serde_json::from_value(json).ok();
+        assert_eq!(back, Some(enroll));
+    }
+
+    #[test]
     fn unknown_fields_and_ops_are_refused() {
         for bad in [
             r#"{"v":1,"request":{"op":"list","extra":1}}"#,
@@ -453,6 +499,10 @@ mod tests {
             "algorithm",
             "digits",
             "period",
+            "type",
+            "counter",
+            "totp",
+            "hotp",
             "issuer",
             "comment",
             "replace",
@@ -545,7 +595,11 @@ mod tests {
 
         fn enroll() -> impl Strategy<Value = EnrollRequest> {
             (
-                any::<String>(),
+                (
+                    any::<String>(),
+                    prop_oneof![Just(ProfileKind::Totp), Just(ProfileKind::Hotp)],
+                    any::<Option<u64>>(),
+                ),
                 prop_oneof![
                     Just(Algorithm::Sha1),
                     Just(Algorithm::Sha256),
@@ -559,9 +613,20 @@ mod tests {
                 proptest::option::of(secret()),
             )
                 .prop_map(
-                    |(account, algorithm, digits, period, issuer, comment, replace, code)| {
+                    |(
+                        (account, kind, counter),
+                        algorithm,
+                        digits,
+                        period,
+                        issuer,
+                        comment,
+                        replace,
+                        code,
+                    )| {
                         EnrollRequest {
                             account,
+                            kind,
+                            counter,
                             algorithm,
                             digits,
                             period,

@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::message::LoginContext;
+use crate::profile::ProfileKind;
 
 /// Longest account name accepted (glibc's LOGIN_NAME_MAX less the NUL).
 pub const MAX_ACCOUNT_LEN: usize = 255;
@@ -11,6 +12,11 @@ pub const MIN_DIGITS: u8 = 6;
 pub const MAX_DIGITS: u8 = 8;
 pub const MIN_PERIOD: u32 = 10;
 pub const MAX_PERIOD: u32 = 300;
+/// A TOTP profile's period when none is given (what authenticator apps assume).
+pub const DEFAULT_PERIOD: u32 = 30;
+/// Largest HOTP counter accepted: 2^53, which every JSON reader holds exactly (a token
+/// pressed every second would need 285 million years to get there).
+pub const MAX_COUNTER: u64 = 1 << 53;
 /// Emergency codes are this many digits.
 pub const EMERGENCY_CODE_DIGITS: usize = 8;
 /// Longest login context item (service, rhost, tty, ruser) the agent accepts; the PAM module
@@ -170,6 +176,22 @@ pub fn period(period: u32) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An HOTP profile's counter (the next one the token shows): only for HOTP, at most
+/// [`MAX_COUNTER`].
+pub fn counter(kind: ProfileKind, counter: Option<u64>) -> Result<(), ApiError> {
+    match (kind, counter) {
+        (ProfileKind::Totp, Some(_)) => Err(ApiError::invalid(
+            "counter",
+            "a counter is only for HOTP profiles (--type hotp)",
+        )),
+        (ProfileKind::Hotp, Some(counter)) if counter > MAX_COUNTER => Err(ApiError::invalid(
+            "counter",
+            format!("counter must be 0 to {MAX_COUNTER}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +245,22 @@ mod tests {
         assert_eq!(target(digits(9)).as_deref(), Some("digits"));
         assert!(period(30).is_ok());
         assert_eq!(target(period(0)).as_deref(), Some("period"));
+    }
+
+    #[test]
+    fn counters_are_for_hotp_only_and_bounded() {
+        assert!(counter(ProfileKind::Totp, None).is_ok());
+        assert!(counter(ProfileKind::Hotp, None).is_ok());
+        assert!(counter(ProfileKind::Hotp, Some(0)).is_ok());
+        assert!(counter(ProfileKind::Hotp, Some(MAX_COUNTER)).is_ok());
+        assert_eq!(
+            target(counter(ProfileKind::Hotp, Some(MAX_COUNTER + 1))).as_deref(),
+            Some("counter")
+        );
+        assert_eq!(
+            target(counter(ProfileKind::Totp, Some(0))).as_deref(),
+            Some("counter")
+        );
     }
 
     #[test]

@@ -481,7 +481,7 @@ fn the_printed_schema_is_what_the_agent_runs_on() {
             .cluster
             .psql("SELECT version FROM pam_totp_schema")
             .unwrap(),
-        "1"
+        "2"
     );
 }
 

@@ -1,9 +1,10 @@
-//! `pam-totp import`: a google-authenticator file written by Debian's `google-authenticator`
-//! tool, and a pam_oath usersfile with good and bad lines, both logged in with through real
-//! libpam afterwards. The google-authenticator file must be the account's own, as
-//! pam_google_authenticator requires at login: a symbolic link is not followed, a file owned by
-//! another account (or writable by group or others) is refused, checked on the opened file
-//! (`failed_precondition`, exit 6, target "file"), and nothing is imported.
+//! `pam-totp import`: google-authenticator files written by Debian's `google-authenticator`
+//! tool (time- and counter-based), and a pam_oath usersfile with good and bad lines, logged
+//! in with through real libpam afterwards. The google-authenticator file must be the
+//! account's own, as pam_google_authenticator requires at login: a symbolic link is not
+//! followed, a file owned by another account (or writable by group or others) is refused,
+//! checked on the opened file (`failed_precondition`, exit 6, target "file"), and nothing is
+//! imported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -236,7 +237,7 @@ fn root_imports_a_given_file_and_replace_is_needed_over_a_profile() {
 }
 
 #[test]
-fn hotp_files_and_unreadable_files_are_refused_with_the_reason() {
+fn hotp_files_become_hotp_profiles_and_unreadable_files_are_refused() {
     setup();
     let agent = Agent::start();
     let user = TestUser::new();
@@ -246,19 +247,22 @@ fn hotp_files_and_unreadable_files_are_refused_with_the_reason() {
     // Counter-based: `google-authenticator -c` writes HOTP_COUNTER and no TOTP_AUTH.
     google_authenticator(&user, &file, &["-c", "-w", "3"]);
     let text = fs::read_to_string(&file).unwrap();
-    assert!(text.contains("\" HOTP_COUNTER"), "{text}");
+    assert!(text.contains("\" HOTP_COUNTER 1"), "{text}");
     let before = fingerprint(&file);
 
+    // Imported as an HOTP profile that expects the file's counter next (tests/tests/hotp.rs
+    // logs in with one).
     let out = agent.cli(&["import", "google-authenticator", &user.name]);
-    let error = out.err(6, "failed_precondition");
-    assert_eq!(error["target"], "file", "{out}");
-    let message = error["message"].as_str().unwrap();
-    assert!(message.contains("counter-based"), "{out}");
-    assert!(
-        message.contains("HOTP") && message.contains("TOTP"),
+    assert_eq!(
+        out.ok()["imported"],
+        serde_json::json!([user.name]),
         "{out}"
     );
-    agent.cli(&["show", &user.name]).err(4, "not_found");
+    let shown = agent.show(&user.name);
+    assert_eq!(
+        (&shown["type"], &shown["counter"]),
+        (&"hotp".into(), &1.into())
+    );
     assert_eq!(fingerprint(&file), before);
 
     // A user cannot read another account's file (it is read as the caller).
@@ -324,6 +328,20 @@ fn totp_hex(hex_secret: &str, period: u64, digits: u32, unix_time: u64) -> Strin
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// An HOTP code of a hex secret, by oathtool.
+fn hotp_hex(hex_secret: &str, counter: u64) -> String {
+    let out = Command::new(require_tool("oathtool"))
+        .args(["--hotp", "-d", "6", "-c", &counter.to_string(), hex_secret])
+        .output()
+        .expect("oathtool runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 struct Usersfile {
     _dir: tempfile::TempDir,
     path: PathBuf,
@@ -376,9 +394,8 @@ fn usersfile_with_good_and_bad_lines() {
         t30_7 = t30_7.name,
     ));
     let before = fingerprint(&file.path);
-    let good = [&t30.name, &t60.name, &t30_7.name];
+    let good = [&t30.name, &counter.name, &t60.name, &t30_7.name];
     let skipped_lines = [
-        (4, counter.name.as_str(), "failed_precondition", "type"),
         (6, password.name.as_str(), "failed_precondition", "password"),
         (7, unknown.as_str(), "not_found", "account"),
         (8, malformed.name.as_str(), "invalid_argument", "secret"),
@@ -419,18 +436,17 @@ fn usersfile_with_good_and_bad_lines() {
     let human = agent.cli_human(&["import", "oath", file.arg(), "--dry-run"]);
     assert_eq!(human.code, 0, "{human}");
     let lines: Vec<&str> = human.stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{human}");
+    assert_eq!(lines.len(), 4, "{human}");
     for (text, (line, account, _, _)) in lines.iter().zip(skipped_lines) {
         assert!(
             text.starts_with(&format!("line {line} ({account}): skipped: ")),
             "{human}"
         );
     }
-    assert!(lines[0].contains("counter-based"), "{human}");
-    assert!(lines[1].contains("password"), "{human}");
-    assert!(lines[2].contains("no such account"), "{human}");
+    assert!(lines[0].contains("password"), "{human}");
+    assert!(lines[1].contains("no such account"), "{human}");
     assert!(
-        lines[4].starts_with("Dry run: 3 to import, 4 skipped"),
+        lines[3].starts_with("Dry run: 4 to import, 3 skipped"),
         "{human}"
     );
 
@@ -450,6 +466,12 @@ fn usersfile_with_good_and_bad_lines() {
         assert_eq!(shown["emergency_codes_remaining"], 0, "{shown}");
         assert_eq!(shown["comment"], "imported from pam_oath", "{shown}");
     }
+    // The counter-based line: COUNTER 12 without a LASTOTP, so 12 is the next counter.
+    let shown = agent.show(&counter.name);
+    assert_eq!(
+        (&shown["type"], &shown["counter"]),
+        (&"hotp".into(), &12.into())
+    );
 
     // The good ones log in with the codes oathtool computes from the hex secrets.
     let service = PamService::totp(&agent.socket, "");
@@ -457,8 +479,9 @@ fn usersfile_with_good_and_bad_lines() {
     pamtester(&service, &t30.name, &totp_hex(HEX_A, 30, 6, now)).assert_success();
     pamtester(&service, &t60.name, &totp_hex(HEX_B, 60, 8, now)).assert_success();
     pamtester(&service, &t30_7.name, &totp_hex(HEX_C, 30, 7, now)).assert_success();
+    pamtester(&service, &counter.name, &hotp_hex(HEX_B, 12)).assert_success();
     // The skipped ones have no profile.
-    for user in [&counter, &password, &malformed] {
+    for user in [&password, &malformed] {
         agent.cli(&["show", &user.name]).err(4, "not_found");
     }
 
@@ -469,7 +492,7 @@ fn usersfile_with_good_and_bad_lines() {
     assert_eq!(error["target"], "account", "{out}");
     let failed = out.json["failed"].as_array().expect("failed array");
     let failed_lines: Vec<u64> = failed.iter().map(|f| f["line"].as_u64().unwrap()).collect();
-    assert_eq!(failed_lines, [2, 5, 9], "{out}");
+    assert_eq!(failed_lines, [2, 4, 5, 9], "{out}");
     assert_eq!(out.json["imported"], serde_json::json!([]), "{out}");
     let human = agent.cli_human(&["import", "oath", file.arg()]);
     assert_eq!(human.code, 5, "{human}");
@@ -481,7 +504,7 @@ fn usersfile_with_good_and_bad_lines() {
     );
     assert!(
         human.stdout.ends_with(&format!(
-            "Imported 0, skipped 4, failed 3 ({}).\n",
+            "Imported 0, skipped 3, failed 4 ({}).\n",
             file.arg()
         )),
         "{human}"
@@ -504,10 +527,10 @@ fn usersfile_errors() {
     let agent = Agent::start();
     let user = TestUser::new();
     // Nothing importable at all: the first skipped line decides the exit status.
-    let file = Usersfile::new(&format!("HOTP {} - {HEX_A}\n", user.name));
+    let file = Usersfile::new(&format!("HOTP {} pw {HEX_A}\n", user.name));
     let out = agent.cli(&["import", "oath", file.arg()]);
     let error = out.err(6, "failed_precondition");
-    assert_eq!(error["target"], "type", "{out}");
+    assert_eq!(error["target"], "password", "{out}");
     assert_eq!(out.json["skipped"][0]["line"], 1, "{out}");
     // An unreadable file (read as the caller), a missing one, a directory.
     let out = agent.cli_as(&user.name, &["import", "oath", file.arg()]);

@@ -1,5 +1,5 @@
-//! Checking codes: TOTP steps, replay, emergency codes, and the two failure limits (the
-//! attempt's source, and the account).
+//! Checking codes: TOTP steps, HOTP counters, replay, emergency codes, and the two failure
+//! limits (the attempt's source, and the account).
 
 use super::{denied, not_enrolled, Caller, Service, Target, Verdict};
 use crate::authz::{Op, Peer, Relation};
@@ -8,14 +8,16 @@ use crate::store::{Change, ProfileRecord, SourceRecord};
 use crate::totp::{self, TotpParams};
 use pam_totp_proto::validate::{self, EMERGENCY_CODE_DIGITS};
 use pam_totp_proto::{
-    ApiError, AuditResult, AuthMethod, ErrorCode, LoginContext, ProfileView, SecretString,
+    ApiError, AuditResult, AuthMethod, ErrorCode, LoginContext, ProfileKind, ProfileView,
+    SecretString,
 };
 
 /// The result of checking a code (the records are updated to match).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CodeCheck {
     Accepted(AuthMethod),
-    /// A correct code of a step already used: refused, and not counted as a guess.
+    /// A correct TOTP code of a step already used: refused, and not counted as a guess. (A
+    /// used HOTP counter is behind the next one, where no code is looked for: `Wrong`.)
     Replayed,
     Wrong,
     /// The account is locked, or this source is blocked: the code was not looked at.
@@ -143,13 +145,7 @@ impl Service {
                 retry_after: retry_after(until, now),
             };
         }
-        let params = TotpParams {
-            algorithm: record.algorithm,
-            digits: record.digits,
-            period: record.period,
-        };
-        let window = record.window.unwrap_or(self.config.window);
-        let method = match totp::matching_step(&record.secret, params, code, now, window) {
+        let method = match self.matching_code(record, code, now) {
             Some(step) if record.last_step.is_some_and(|last| step <= last) => {
                 return CodeCheck::Replayed
             }
@@ -164,6 +160,29 @@ impl Service {
             }
         };
         self.accept(record, source, method, now)
+    }
+
+    /// The time step (TOTP: now ± the window) or counter (HOTP: the next expected one and
+    /// the look-ahead after it) whose code is `code`. Accepting it makes it the last step.
+    fn matching_code(&self, record: &ProfileRecord, code: &str, now: i64) -> Option<i64> {
+        let params = TotpParams {
+            algorithm: record.algorithm,
+            digits: record.digits,
+            period: record.period,
+        };
+        match record.kind {
+            ProfileKind::Totp => {
+                let window = record.window.unwrap_or(self.config.window);
+                totp::matching_step(&record.secret, params, code, now, window)
+            }
+            ProfileKind::Hotp => totp::matching_counter(
+                &record.secret,
+                params,
+                code,
+                record.next_counter(),
+                self.config.hotp_window,
+            ),
+        }
     }
 
     /// Uses up the emergency code `code`, if it is one of the profile's (active profiles only).

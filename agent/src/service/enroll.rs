@@ -1,4 +1,5 @@
-//! `enroll`: a new pending profile with a fresh secret and emergency codes.
+//! `enroll`: a new pending profile (TOTP, or HOTP from a given counter) with a fresh secret
+//! and emergency codes.
 
 use super::codes::source_of;
 use super::{denied, Caller, Service, Target, Verdict};
@@ -8,7 +9,7 @@ use crate::store::{Change, CodeSettings, ProfileRecord, SourceRecord};
 use pam_totp_proto::validate;
 use pam_totp_proto::AuditResult;
 use pam_totp_proto::{
-    ApiError, EnrollReply, EnrollRequest, ErrorCode, LoginContext, Reply, SecretString,
+    ApiError, EnrollReply, EnrollRequest, ErrorCode, LoginContext, ProfileKind, Reply, SecretString,
 };
 
 impl Service {
@@ -22,6 +23,7 @@ impl Service {
     ) -> Result<Reply, ApiError> {
         validate::digits(request.digits)?;
         validate::period(request.period)?;
+        validate::counter(request.kind, request.counter)?;
         if let Some(comment) = &request.comment {
             validate::comment(comment)?;
         }
@@ -45,12 +47,16 @@ impl Service {
             digits: request.digits,
             period: request.period,
         };
-        let fresh = ProfileRecord {
+        let mut fresh = ProfileRecord {
             comment: request.comment.clone().filter(|c| !c.is_empty()),
             emergency_codes: hashed_codes,
             owner: Some(self.host.clone()),
+            kind: request.kind,
             ..ProfileRecord::new(account, uid, secret.clone(), settings, &issuer, now)
         };
+        if request.kind == ProfileKind::Hotp {
+            fresh.expect_counter(request.counter.unwrap_or(0));
+        }
         let context = LoginContext::default();
         let source = source_of(caller.peer, &context);
         let done = self.transact(
@@ -132,7 +138,8 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-/// The Key URI that authenticator apps scan: label `issuer:account@host`.
+/// The Key URI that authenticator apps scan: label `issuer:account@host`; a TOTP profile's
+/// period, or the counter of an HOTP token's next code.
 fn otpauth_uri(
     issuer: &str,
     account: &str,
@@ -140,14 +147,18 @@ fn otpauth_uri(
     secret: &SecretString,
     record: &ProfileRecord,
 ) -> SecretString {
+    let moving = match record.kind {
+        ProfileKind::Totp => format!("period={}", record.period),
+        ProfileKind::Hotp => format!("counter={}", record.next_counter()),
+    };
     SecretString::new(format!(
-        "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm={}&digits={}&period={}",
+        "otpauth://{}/{}:{}?secret={}&issuer={}&algorithm={}&digits={}&{moving}",
+        record.kind,
         percent_encode(issuer),
         percent_encode(&format!("{account}@{host}")),
         secret.expose(),
         percent_encode(issuer),
         record.algorithm,
         record.digits,
-        record.period
     ))
 }

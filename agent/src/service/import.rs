@@ -10,7 +10,8 @@ use pam_totp_proto::validate::{
     self, EMERGENCY_CODE_DIGITS, MAX_IMPORT_BATCH, MAX_SECRET_BYTES, MIN_SECRET_BYTES,
 };
 use pam_totp_proto::{
-    ApiError, AuditResult, ErrorCode, ImportOutcome, ImportProfile, LoginContext, Reply,
+    ApiError, AuditResult, ErrorCode, ImportOutcome, ImportProfile, LoginContext, ProfileKind,
+    Reply,
 };
 
 impl Service {
@@ -103,8 +104,16 @@ impl Service {
         validate::account(&profile.account)?;
         validate::digits(profile.digits)?;
         validate::period(profile.period)?;
+        validate::counter(profile.kind, profile.counter)?;
         if let Some(comment) = &profile.comment {
             validate::comment(comment)?;
+        }
+        if profile.kind == ProfileKind::Hotp && profile.window.is_some() {
+            return Err(ApiError::invalid(
+                "window",
+                "a window is only for TOTP profiles: HOTP profiles look ahead by the agent's \
+                 hotp_window",
+            ));
         }
         if profile.window.is_some_and(|w| w > MAX_WINDOW) {
             return Err(ApiError::invalid(
@@ -149,14 +158,19 @@ impl Service {
             digits: profile.digits,
             period: profile.period,
         };
-        Ok(ProfileRecord {
+        let mut record = ProfileRecord {
             comment: profile.comment.filter(|c| !c.is_empty()),
             verified_at: Some(now),
             emergency_codes,
             window: profile.window,
             owner: Some(self.host.clone()),
+            kind: profile.kind,
             ..ProfileRecord::new(&profile.account, uid, secret, settings, &self.host, now)
-        })
+        };
+        if profile.kind == ProfileKind::Hotp {
+            record.expect_counter(profile.counter.unwrap_or(0));
+        }
+        Ok(record)
     }
 
     fn decide_import(

@@ -8,7 +8,9 @@ use crate::secret;
 use crate::store::{Change, ProfileRecord};
 use pam_totp_proto::validate;
 use pam_totp_proto::AuditResult;
-use pam_totp_proto::{ApiError, CodesReply, LoginContext, Reply, SecretString, MAX_LIST_PAGE};
+use pam_totp_proto::{
+    ApiError, CodesReply, LoginContext, ProfileKind, Reply, SecretString, MAX_LIST_PAGE,
+};
 
 /// What an owner must show to change their own profile (admins never need a code).
 #[derive(Debug, Clone, Copy)]
@@ -94,15 +96,19 @@ impl Service {
         })
     }
 
-    /// Clears the account's lock, every source's block, and a last used step beyond the
-    /// window ahead of the clock (left by a clock that was set back): until real time caught
-    /// up every code would be a replay. Every step up to now + the window stays used, so no
-    /// code that could be accepted now works a second time.
+    /// Clears the account's lock, every source's block, and a TOTP profile's last used step
+    /// beyond the window ahead of the clock (left by a clock that was set back): until real
+    /// time caught up every code would be a replay. Every step up to now + the window stays
+    /// used, so no code that could be accepted now works a second time. (An HOTP counter has
+    /// no clock to be ahead of: it is left alone.)
     pub(super) fn unlock(&self, caller: Caller, target: &Target) -> Result<Reply, ApiError> {
         let now = self.clock.now();
         self.modify(caller, target, Op::Unlock, true, &|record| {
             record.failed_attempts = 0;
             record.locked_until = None;
+            if record.kind == ProfileKind::Hotp {
+                return;
+            }
             let window = i64::from(record.window.unwrap_or(self.config.window));
             let latest_acceptable = now / i64::from(record.period.max(1)) + window;
             if record

@@ -120,6 +120,49 @@ pub fn profiles_are_created_updated_and_deleted(store: &dyn Store) {
     assert_eq!(store.get("alice").unwrap(), None);
 }
 
+pub fn the_kind_of_a_profile_round_trips(store: &dyn Store) {
+    // An HOTP profile whose last counter is far beyond any time step.
+    let hotp = ProfileRecord {
+        kind: ProfileKind::Hotp,
+        last_step: Some(1 << 40),
+        window: None,
+        ..record("hazel", 1600)
+    };
+    let created = create(store, hotp.clone());
+    assert_eq!(created.kind, ProfileKind::Hotp);
+    let stored = store.get("hazel").unwrap().unwrap();
+    assert_eq!(
+        stored,
+        ProfileRecord {
+            id: created.id,
+            ..hotp
+        }
+    );
+    // An update keeps it; listing shows it; a TOTP profile beside it stays TOTP.
+    let mut advanced = stored.clone();
+    advanced.last_step = Some((1 << 40) + 3);
+    apply(store, "hazel", None, || {
+        Change::Update(Box::new(advanced.clone()))
+    });
+    assert_eq!(store.get("hazel").unwrap(), Some(advanced));
+    create(store, record("hugo", 1601));
+    let kinds: Vec<(String, ProfileKind)> = store
+        .list(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.account, r.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("hazel".to_owned(), ProfileKind::Hotp),
+            ("hugo".to_owned(), ProfileKind::Totp)
+        ]
+    );
+    // A counter has no clock to be ahead of.
+    assert_eq!(store.profile_counts(1_000_000, 1).unwrap().clock_ahead, 0);
+}
+
 pub fn names_are_held_to_the_profile_of_their_uid(store: &dyn Store) {
     create(store, record("zed", 1500));
     // Its own name; another name of the same uid; a name of nobody enrolled.
@@ -431,6 +474,7 @@ macro_rules! conformance {
             use super::*;
             conformance!(@tests $open;
                 profiles_are_created_updated_and_deleted,
+                the_kind_of_a_profile_round_trips,
                 names_are_held_to_the_profile_of_their_uid,
                 lists_page_in_account_order,
                 racing_transactions_are_serialized,
@@ -532,7 +576,7 @@ fn open_postgres() -> ((Arc<pam_totp_testpg::Cluster>, String), PgStore) {
         url: postgres::StoreUrl::parse(&url, Some(&password)).unwrap(),
         key: fleet_key::FleetKey::from_bytes(&[9; 32]),
         host: HOST.into(),
-        window: 1,
+        windows: Windows { totp: 1, hotp: 10 },
     })
     .unwrap();
     ((cluster, database), store)

@@ -14,7 +14,7 @@ pub(crate) mod sqlite;
 pub use postgres::{PgSettings, PgStore};
 pub use sqlite::SqliteStore;
 
-use pam_totp_proto::{Algorithm, AuditResult};
+use pam_totp_proto::{Algorithm, AuditResult, ProfileKind};
 use zeroize::Zeroizing;
 
 /// A source's failures are forgotten a day after its last one, once it is not blocked:
@@ -23,7 +23,7 @@ pub(crate) const SOURCE_RETENTION_SECONDS: i64 = 24 * 60 * 60;
 
 /// A profile's stored columns besides `id`, in [`ProfileRecord`]'s field order: the one list
 /// every backend builds its SELECT, INSERT and UPDATE statements and row mappings from.
-pub(crate) const PROFILE_COLUMNS: [&str; 19] = [
+pub(crate) const PROFILE_COLUMNS: [&str; 20] = [
     "account",
     "uid",
     "owner",
@@ -43,6 +43,7 @@ pub(crate) const PROFILE_COLUMNS: [&str; 19] = [
     "locked_until",
     "emergency_codes",
     "skew_window",
+    "kind",
 ];
 
 /// Everything the agent keeps about one profile. Times are Unix seconds.
@@ -65,15 +66,27 @@ pub struct ProfileRecord {
     pub verified_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub enabled: bool,
-    /// The last time step accepted: codes of this step or older are replays.
+    /// TOTP: the last time step accepted (codes of this step or older are replays). HOTP:
+    /// the last counter accepted (the next code is of a later one).
     pub last_step: Option<i64>,
     pub failed_attempts: u32,
     pub locked_until: Option<i64>,
     /// Unused emergency codes as `salt:sha256` (hex).
     pub emergency_codes: Vec<String>,
-    /// Steps accepted either side of now, when this profile has its own (an imported
-    /// google-authenticator WINDOW_SIZE); else the agent's `window`.
+    /// TOTP only: steps accepted either side of now, when this profile has its own (an
+    /// imported google-authenticator WINDOW_SIZE); else the agent's `window`. HOTP profiles
+    /// always look ahead by the agent's `hotp_window`.
     pub window: Option<u32>,
+    pub kind: ProfileKind,
+}
+
+/// How far codes are accepted beyond what was used, for marking them used when a store's
+/// history may have been lost (a restored backup, a failover): TOTP steps either side of now
+/// (a profile's own window wins), HOTP counters after the next expected one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub totp: u32,
+    pub hotp: u32,
 }
 
 /// How a profile's codes are made.
@@ -85,7 +98,8 @@ pub struct CodeSettings {
 }
 
 impl ProfileRecord {
-    /// A new, pending, enabled profile created at `now`, with nothing used, failed or set yet.
+    /// A new, pending, enabled TOTP profile created at `now`, with nothing used, failed or set
+    /// yet.
     pub fn new(
         account: &str,
         uid: u32,
@@ -115,11 +129,26 @@ impl ProfileRecord {
             locked_until: None,
             emergency_codes: Vec::new(),
             window: None,
+            kind: ProfileKind::Totp,
         }
     }
 
     pub fn verified(&self) -> bool {
         self.verified_at.is_some()
+    }
+
+    /// HOTP: the counter of the next code expected (the one after the last accepted).
+    pub fn next_counter(&self) -> i64 {
+        self.last_step.map_or(0, |last| last.saturating_add(1))
+    }
+
+    /// HOTP: expect the code of counter `next` (and later ones) from now on.
+    pub fn expect_counter(&mut self, next: u64) {
+        // Counter 0 next: nothing accepted yet.
+        self.last_step = i64::try_from(next)
+            .ok()
+            .filter(|next| *next > 0)
+            .map(|next| next - 1);
     }
 }
 
@@ -248,7 +277,8 @@ pub struct ProfileTally {
     pub active: u64,
     pub disabled: u64,
     pub locked: u64,
-    /// Whose last used step is beyond now + their window.
+    /// TOTP profiles whose last used step is beyond now + their window (an HOTP counter has
+    /// no clock to be ahead of).
     pub clock_ahead: u64,
     /// Sources blocked at now, over all accounts.
     pub blocked_sources: u64,
@@ -328,7 +358,7 @@ pub trait Store: Send + Sync {
         place: &LoginPlace<'_>,
     ) -> Result<Option<i64>, StoreError>;
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
-    /// Profiles by state at `now`; `window` is the agent's default skew window.
+    /// Profiles by state at `now`; `window` is the agent's default TOTP skew window.
     fn profile_counts(&self, now: i64, window: u32) -> Result<ProfileTally, StoreError>;
     /// Login attempts (`authenticate`) audited since `since`.
     fn recent_attempts(&self, since: i64) -> Result<AttemptTally, StoreError>;

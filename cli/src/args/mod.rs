@@ -6,7 +6,7 @@ mod parse_error;
 pub use parse_error::{classify, field_of, to_api_error, wants_json, ParseFailure};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pam_totp_proto::{Algorithm, ApiError, SecretString};
+use pam_totp_proto::{Algorithm, ApiError, ProfileKind, SecretString};
 use std::convert::Infallible;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -222,6 +222,19 @@ pub struct EnrollArgs {
     /// Account (default: your own)
     #[arg(value_name = "USER")]
     pub user: Option<String>,
+    /// Time-based codes (an authenticator app), or counter-based ones (a token with a
+    /// button, RFC 4226)
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        value_enum,
+        ignore_case = true,
+        default_value_t = KindArg::Totp
+    )]
+    pub kind: KindArg,
+    /// HOTP only: the counter of the token's next code [default: 0]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub counter: Option<u64>,
     /// HMAC algorithm
     #[arg(long, value_enum, ignore_case = true, default_value_t = AlgorithmArg::Sha1)]
     pub algorithm: AlgorithmArg,
@@ -233,14 +246,9 @@ pub struct EnrollArgs {
         allow_negative_numbers = true
     )]
     pub digits: u8,
-    /// Time step in seconds
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 30,
-        allow_negative_numbers = true
-    )]
-    pub period: u32,
+    /// TOTP only: time step in seconds [default: 30]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub period: Option<u32>,
     /// Issuer shown by authenticator apps [default: the host name]
     #[arg(long, value_name = "NAME")]
     pub issuer: Option<String>,
@@ -254,6 +262,21 @@ pub struct EnrollArgs {
     /// it from standard input (a prompt without echo on a terminal)
     #[arg(long, value_name = "CODE", value_parser = secret)]
     pub code: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Totp,
+    Hotp,
+}
+
+impl From<KindArg> for ProfileKind {
+    fn from(value: KindArg) -> Self {
+        match value {
+            KindArg::Totp => Self::Totp,
+            KindArg::Hotp => Self::Hotp,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -302,7 +325,8 @@ mod tests {
         };
         assert_eq!(args.user, None);
         assert_eq!(args.algorithm, AlgorithmArg::Sha1);
-        assert_eq!((args.digits, args.period), (6, 30));
+        assert_eq!((args.kind, args.counter), (KindArg::Totp, None));
+        assert_eq!((args.digits, args.period), (6, None));
         assert_eq!((args.issuer, args.comment), (None, None));
         assert!(!args.replace);
         assert!(args.code.is_none());
@@ -333,11 +357,31 @@ mod tests {
         };
         assert_eq!(args.user.as_deref(), Some("bob"));
         assert_eq!(Algorithm::from(args.algorithm), Algorithm::Sha256);
-        assert_eq!((args.digits, args.period), (8, 60));
+        assert_eq!((args.digits, args.period), (8, Some(60)));
         assert_eq!(args.issuer.as_deref(), Some("ACME"));
         assert_eq!(args.comment.as_deref(), Some("phone"));
         assert!(args.replace);
         assert_eq!(args.code.as_ref().map(|c| c.expose()), Some("123456"));
+    }
+
+    #[test]
+    fn enroll_type_and_counter() {
+        let Command::Enroll(args) = parse(&["enroll", "bob", "--type", "HOTP", "--counter", "5"])
+            .unwrap()
+            .command
+        else {
+            panic!("not enroll")
+        };
+        assert_eq!(ProfileKind::from(args.kind), ProfileKind::Hotp);
+        assert_eq!(args.counter, Some(5));
+        assert_eq!(
+            invalid(&["enroll", "--type", "motp"]).target.as_deref(),
+            Some("type")
+        );
+        assert_eq!(
+            invalid(&["enroll", "--counter", "-1"]).target.as_deref(),
+            Some("counter")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{Plan, View};
 use crate::args::EnrollArgs;
 use crate::timefmt::{self, Zone};
 use pam_totp_proto::validate::{self, MAX_LOG_LIMIT};
-use pam_totp_proto::{ApiError, EnrollRequest, Request, SecretString};
+use pam_totp_proto::{ApiError, EnrollRequest, ProfileKind, Request, SecretString};
 
 pub fn enroll(
     args: EnrollArgs,
@@ -15,7 +15,17 @@ pub fn enroll(
     read_code: impl FnOnce() -> Result<SecretString, ApiError>,
 ) -> Result<Plan, ApiError> {
     validate::digits(args.digits)?;
-    validate::period(args.period)?;
+    let kind = ProfileKind::from(args.kind);
+    if kind == ProfileKind::Hotp && args.period.is_some() {
+        return Err(ApiError::invalid(
+            "period",
+            "--period is only for TOTP profiles: an HOTP token's codes move on with each \
+             press, not with time",
+        ));
+    }
+    let period = args.period.unwrap_or(validate::DEFAULT_PERIOD);
+    validate::period(period)?;
+    validate::counter(kind, args.counter)?;
     if let Some(issuer) = &args.issuer {
         validate::issuer(issuer)?;
     }
@@ -34,9 +44,11 @@ pub fn enroll(
     Ok(Plan {
         request: Request::Enroll(EnrollRequest {
             account,
+            kind,
+            counter: args.counter,
             algorithm: args.algorithm.into(),
             digits: args.digits,
-            period: args.period,
+            period,
             issuer: args.issuer,
             comment: args.comment,
             replace: args.replace,

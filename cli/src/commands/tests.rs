@@ -4,7 +4,7 @@ use super::*;
 use crate::args::Cli;
 use crate::timefmt;
 use clap::Parser;
-use pam_totp_proto::{Algorithm, EnrollRequest, ErrorCode};
+use pam_totp_proto::{Algorithm, EnrollRequest, ErrorCode, ProfileKind};
 
 fn plan_of(args: &[&str]) -> Result<Plan, ApiError> {
     plan_reading(args, || Ok(SecretString::from(STDIN_CODE)))
@@ -39,6 +39,8 @@ fn enroll_maps_to_one_request() {
         request,
         EnrollRequest {
             account: "me".into(),
+            kind: ProfileKind::Totp,
+            counter: None,
             algorithm: Algorithm::Sha1,
             digits: 6,
             period: 30,
@@ -54,6 +56,24 @@ fn enroll_maps_to_one_request() {
         plan.request,
         Request::Enroll(EnrollRequest { ref account, algorithm: Algorithm::Sha512, .. })
             if account == "bob"
+    ));
+    let plan = plan_of(&["enroll", "--type", "hotp", "--counter", "5"]).unwrap();
+    assert!(matches!(
+        plan.request,
+        Request::Enroll(EnrollRequest {
+            kind: ProfileKind::Hotp,
+            counter: Some(5),
+            ..
+        })
+    ));
+    let plan = plan_of(&["enroll", "--type", "hotp"]).unwrap();
+    assert!(matches!(
+        plan.request,
+        Request::Enroll(EnrollRequest {
+            kind: ProfileKind::Hotp,
+            counter: None,
+            ..
+        })
     ));
 }
 
@@ -91,6 +111,13 @@ fn bad_values_are_refused_before_connecting() {
     let cases: &[(&[&str], &str)] = &[
         (&["enroll", "--digits", "9"], "digits"),
         (&["enroll", "--period", "5"], "period"),
+        (&["enroll", "--counter", "5"], "counter"),
+        (&["enroll", "--type", "totp", "--counter", "0"], "counter"),
+        (&["enroll", "--type", "hotp", "--period", "30"], "period"),
+        (
+            &["enroll", "--type", "hotp", "--counter", "9007199254740993"],
+            "counter",
+        ),
         (&["enroll", "--issuer", "a:b"], "issuer"),
         (&["enroll", "--comment", "a\nb"], "comment"),
         (&["enroll", "--replace", "--code", "12ab56"], "code"),

@@ -11,12 +11,18 @@
 //! 12345678                            8-digit scratch codes, each good once
 //! ```
 //!
+//! `HOTP_COUNTER` is the counter of the next code: pam_google_authenticator checks codes from
+//! it on (WINDOW_SIZE of them) and writes back the accepted one's counter + 1
+//! (`check_counterbased_code` in google-authenticator-libpam's src/pam_google_authenticator.c);
+//! a counter below 1 means the file is not counter-based there.
+//!
 //! Nothing here ever repeats the secret or a scratch code in a message.
 
 use super::base32::{normalize_base32, secret_bytes_ok};
-use pam_totp_proto::validate::{self, EMERGENCY_CODE_DIGITS};
+use super::Moving;
+use pam_totp_proto::validate::{self, EMERGENCY_CODE_DIGITS, MAX_COUNTER};
 use pam_totp_proto::validate::{MAX_SECRET_BYTES, MIN_SECRET_BYTES};
-use pam_totp_proto::{ApiError, ErrorCode, SecretString};
+use pam_totp_proto::{ApiError, SecretString};
 
 /// Largest skew window pam-totp accepts, in steps either side (the agent's limit).
 pub const MAX_WINDOW: u32 = 10;
@@ -29,14 +35,14 @@ const DEFAULT_STEP_SIZE: u32 = 30;
 pub struct GoogleFile {
     /// Canonical base32 (upper case, no padding or spaces).
     pub secret: SecretString,
-    pub period: u32,
-    /// Steps either side of now: `(WINDOW_SIZE - 1) / 2`.
-    pub window: u32,
+    /// TOTP: the STEP_SIZE, and `(WINDOW_SIZE - 1) / 2` steps either side of now. HOTP: the
+    /// HOTP_COUNTER (the agent's own look-ahead replaces WINDOW_SIZE).
+    pub moving: Moving,
     pub emergency_codes: Vec<SecretString>,
 }
 
-/// Parses the file's text. Errors name the field at fault (`secret`, `window`, `period`) or
-/// `file`; HOTP files are refused with `failed_precondition`.
+/// Parses the file's text. Errors name the field at fault (`secret`, `window`, `period`,
+/// `counter`) or `file`.
 pub fn parse(text: &str) -> Result<GoogleFile, ApiError> {
     let mut lines = text
         .split('\n')
@@ -55,7 +61,7 @@ pub fn parse(text: &str) -> Result<GoogleFile, ApiError> {
     let secret = parse_secret(secret)?;
     let mut window_size = DEFAULT_WINDOW_SIZE;
     let mut period = DEFAULT_STEP_SIZE;
-    let mut hotp = false;
+    let mut counter = None;
     let mut emergency_codes = Vec::new();
     for (number, line) in lines {
         if line.trim().is_empty() {
@@ -68,7 +74,7 @@ pub fn parse(text: &str) -> Result<GoogleFile, ApiError> {
             match name {
                 "WINDOW_SIZE" => window_size = window_size_of(value, number)?,
                 "STEP_SIZE" => period = step_size_of(value, number)?,
-                "HOTP_COUNTER" => hotp = true,
+                "HOTP_COUNTER" => counter = Some(counter_of(value, number)?),
                 // TOTP_AUTH marks a time-based file; files older than that option hold no
                 // marker at all. RATE_LIMIT, DISALLOW_REUSE and TIME_SKEW are that module's
                 // own state: the agent has its own lockout and always refuses reused codes.
@@ -89,13 +95,13 @@ pub fn parse(text: &str) -> Result<GoogleFile, ApiError> {
             ),
         ));
     }
-    if hotp {
-        return Err(ApiError::new(
-            ErrorCode::FailedPrecondition,
-            "the file is counter-based (HOTP_COUNTER): counter-based (HOTP) codes cannot move \
-             to a time-based (TOTP) profile; enroll a new profile instead",
-        )
-        .with_target("file"));
+    // A counter wins over a stray TOTP_AUTH, as in pam_google_authenticator.
+    if let Some(next) = counter {
+        return Ok(GoogleFile {
+            secret,
+            moving: Moving::Counter { next },
+            emergency_codes,
+        });
     }
     let window = (window_size - 1) / 2;
     if window > MAX_WINDOW {
@@ -110,8 +116,10 @@ pub fn parse(text: &str) -> Result<GoogleFile, ApiError> {
     }
     Ok(GoogleFile {
         secret,
-        period,
-        window,
+        moving: Moving::Time {
+            period,
+            window: Some(window),
+        },
         emergency_codes,
     })
 }
@@ -139,6 +147,16 @@ fn window_size_of(value: Option<&str>, number: usize) -> Result<u32, ApiError> {
     }
 }
 
+fn counter_of(value: Option<&str>, number: usize) -> Result<u64, ApiError> {
+    match value.and_then(|v| v.parse::<u64>().ok()) {
+        Some(counter) if (1..=MAX_COUNTER).contains(&counter) => Ok(counter),
+        _ => Err(ApiError::invalid(
+            "counter",
+            format!("HOTP_COUNTER on line {number} must be a counter of 1 to {MAX_COUNTER}"),
+        )),
+    }
+}
+
 fn step_size_of(value: Option<&str>, number: usize) -> Result<u32, ApiError> {
     let Some(period) = value.and_then(|v| v.parse::<u32>().ok()) else {
         return Err(ApiError::invalid(
@@ -159,6 +177,7 @@ fn step_size_of(value: Option<&str>, number: usize) -> Result<u32, ApiError> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use pam_totp_proto::ErrorCode;
 
     /// As `google-authenticator -t -d -f -r 3 -R 30 -w 3 -Q NONE -s FILE` wrote it.
     const WRITTEN_BY_THE_TOOL: &str = "J5RKYJBDUSAT4VW7J37BVIVX74\n\
@@ -172,6 +191,20 @@ mod tests {
         78354799\n\
         94642285\n";
 
+    fn time(period: u32, window: u32) -> Moving {
+        Moving::Time {
+            period,
+            window: Some(window),
+        }
+    }
+
+    fn window_of(text: &str) -> Option<u32> {
+        match parse(text).unwrap().moving {
+            Moving::Time { window, .. } => window,
+            Moving::Counter { .. } => None,
+        }
+    }
+
     fn refused(text: &str) -> ApiError {
         parse(text).expect_err("should be refused")
     }
@@ -184,7 +217,7 @@ mod tests {
     fn a_file_written_by_the_tool() {
         let file = parse(WRITTEN_BY_THE_TOOL).unwrap();
         assert_eq!(file.secret.expose(), "J5RKYJBDUSAT4VW7J37BVIVX74");
-        assert_eq!((file.period, file.window), (30, 1));
+        assert_eq!(file.moving, time(30, 1));
         let codes: Vec<&str> = file.emergency_codes.iter().map(|c| c.expose()).collect();
         assert_eq!(
             codes,
@@ -197,7 +230,7 @@ mod tests {
         let text = "JBSWY3DPEHPK3PXPJBSWY3DPEH\r\n\" RATE_LIMIT 3 30 1700000000 1700000010\r\n\
                     \" DISALLOW_REUSE 56666666 56666667\r\n\" TIME_SKEW 1\r\n\" TOTP_AUTH";
         let file = parse(text).unwrap();
-        assert_eq!((file.period, file.window), (30, 1));
+        assert_eq!(file.moving, time(30, 1));
         assert!(file.emergency_codes.is_empty());
     }
 
@@ -213,7 +246,7 @@ mod tests {
             ("17", 8),
             ("21", 10),
         ] {
-            assert_eq!(parse(&with(size)).unwrap().window, window, "{size}");
+            assert_eq!(window_of(&with(size)), Some(window), "{size}");
         }
         for bad in ["23", "24", "100"] {
             let error = refused(&with(bad));
@@ -225,13 +258,13 @@ mod tests {
             assert_eq!(target(&with(bad)).as_deref(), Some("window"), "{bad:?}");
         }
         // Absent: google-authenticator's default of 3 codes.
-        assert_eq!(parse("JBSWY3DPEHPK3PXPJBSW\n").unwrap().window, 1);
+        assert_eq!(window_of("JBSWY3DPEHPK3PXPJBSW\n"), Some(1));
     }
 
     #[test]
     fn step_size_is_the_period() {
         let file = parse("JBSWY3DPEHPK3PXPJBSW\n\" STEP_SIZE 60\n\" TOTP_AUTH\n").unwrap();
-        assert_eq!(file.period, 60);
+        assert_eq!(file.moving, time(60, 1));
         assert_eq!(
             target("JBSWY3DPEHPK3PXPJBSW\n\" STEP_SIZE 5\n").as_deref(),
             Some("period")
@@ -243,18 +276,26 @@ mod tests {
     }
 
     #[test]
-    fn hotp_files_are_refused_with_the_reason() {
+    fn hotp_files_become_hotp_profiles_at_their_next_counter() {
         // As `google-authenticator -c ...` writes it: no TOTP_AUTH, a counter.
-        let error =
-            refused("ZO365TAXHDSLDJ6TMKRFVGE2II\n\" WINDOW_SIZE 3\n\" HOTP_COUNTER 1\n73635704\n");
-        assert_eq!(error.code, ErrorCode::FailedPrecondition);
-        assert_eq!(error.code.exit_code(), 6);
-        assert_eq!(error.target.as_deref(), Some("file"));
-        assert!(error.message.contains("counter-based"), "{}", error.message);
-        assert!(error.message.contains("TOTP"), "{}", error.message);
-        // A counter wins over a stray TOTP_AUTH too.
-        let error = refused("ZO365TAXHDSLDJ6TMKRFVGE2II\n\" TOTP_AUTH\n\" HOTP_COUNTER 4\n");
-        assert_eq!(error.code, ErrorCode::FailedPrecondition);
+        let file =
+            parse("ZO365TAXHDSLDJ6TMKRFVGE2II\n\" WINDOW_SIZE 3\n\" HOTP_COUNTER 1\n73635704\n")
+                .unwrap();
+        assert_eq!(file.moving, Moving::Counter { next: 1 });
+        assert_eq!(file.emergency_codes.len(), 1);
+        // A counter wins over a stray TOTP_AUTH; WINDOW_SIZE is TOTP's limit only.
+        let file = parse(
+            "ZO365TAXHDSLDJ6TMKRFVGE2II\n\" TOTP_AUTH\n\" WINDOW_SIZE 40\n\" HOTP_COUNTER 42\n",
+        )
+        .unwrap();
+        assert_eq!(file.moving, Moving::Counter { next: 42 });
+        for bad in ["0", "-1", "x", "", "9007199254740993"] {
+            let error = refused(&format!(
+                "ZO365TAXHDSLDJ6TMKRFVGE2II\n\" HOTP_COUNTER {bad}\n"
+            ));
+            assert_eq!(error.target.as_deref(), Some("counter"), "{bad:?}");
+            assert!(error.message.contains("line 2"), "{}", error.message);
+        }
     }
 
     #[test]

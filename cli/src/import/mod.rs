@@ -37,7 +37,8 @@ use crate::args::{GoogleAuthenticatorArgs, ImportSource, OathArgs};
 use files::Owners;
 use indicatif::ProgressBar;
 use pam_totp_proto::text::sanitize;
-use pam_totp_proto::{Algorithm, ApiError, ErrorCode, ImportProfile};
+use pam_totp_proto::validate::DEFAULT_PERIOD;
+use pam_totp_proto::{Algorithm, ApiError, ErrorCode, ImportProfile, ProfileKind, SecretString};
 use send::send;
 use std::collections::{HashMap, HashSet};
 
@@ -48,6 +49,44 @@ const MAX_USERSFILE: u64 = 1 << 30;
 
 pub const GOOGLE_COMMENT: &str = "imported from google-authenticator";
 pub const OATH_COMMENT: &str = "imported from pam_oath";
+
+/// How an imported token's codes move on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moving {
+    /// TOTP: seconds per code, and the steps accepted either side of now when the file says
+    /// (else the agent's window).
+    Time { period: u32, window: Option<u32> },
+    /// HOTP: the counter of the token's next code.
+    Counter { next: u64 },
+}
+
+/// The profile to send for a token (both incumbents' tokens are SHA1).
+fn import_profile(
+    account: String,
+    secret: SecretString,
+    digits: u8,
+    moving: Moving,
+    emergency_codes: Vec<SecretString>,
+    comment: &str,
+) -> ImportProfile {
+    let (kind, counter, period, window) = match moving {
+        Moving::Time { period, window } => (ProfileKind::Totp, None, period, window),
+        // The period means nothing to an HOTP profile; any valid one will do.
+        Moving::Counter { next } => (ProfileKind::Hotp, Some(next), DEFAULT_PERIOD, None),
+    };
+    ImportProfile {
+        account,
+        kind,
+        counter,
+        secret,
+        algorithm: Algorithm::Sha1,
+        digits,
+        period,
+        window,
+        emergency_codes,
+        comment: Some(comment.to_owned()),
+    }
+}
 
 /// Something to send: a profile and where it came from.
 #[derive(Debug, Clone)]
@@ -104,20 +143,18 @@ fn import_google(args: GoogleAuthenticatorArgs, world: &mut dyn World) -> Result
         error
     })?;
     let settings = Settings {
-        period: parsed.period,
-        window: parsed.window,
+        moving: parsed.moving,
         emergency_codes: parsed.emergency_codes.len(),
     };
-    let profile = ImportProfile {
-        account: args.user.clone(),
-        secret: parsed.secret,
-        algorithm: Algorithm::Sha1,
-        digits: 6,
-        period: parsed.period,
-        window: Some(parsed.window),
-        emergency_codes: parsed.emergency_codes,
-        comment: Some(GOOGLE_COMMENT.to_owned()),
-    };
+    // pam_google_authenticator's codes are 6 digits.
+    let profile = import_profile(
+        args.user.clone(),
+        parsed.secret,
+        6,
+        parsed.moving,
+        parsed.emergency_codes,
+        GOOGLE_COMMENT,
+    );
     let mut report = Report {
         source: Source::GoogleAuthenticator,
         file,
@@ -218,16 +255,14 @@ fn check_oath(
                         first_line.insert(token.account.clone(), line.line);
                         candidates.push(Candidate {
                             entry,
-                            profile: ImportProfile {
-                                account: token.account,
-                                secret: token.secret,
-                                algorithm: Algorithm::Sha1,
-                                digits: token.digits,
-                                period: token.period,
-                                window: None,
-                                emergency_codes: Vec::new(),
-                                comment: Some(OATH_COMMENT.to_owned()),
-                            },
+                            profile: import_profile(
+                                token.account,
+                                token.secret,
+                                token.digits,
+                                token.moving,
+                                Vec::new(),
+                                OATH_COMMENT,
+                            ),
                         });
                         Verdict::Imported
                     }

@@ -2,13 +2,22 @@
 //! `TYPE USER PASSWORD SECRET_HEX [COUNTER [LASTOTP [TIME]]]`, separated by white space;
 //! blank lines and lines starting with `#` are ignored.
 //!
-//! Time-based types carry over: `HOTP/T30` and `HOTP/T60`, optionally with `/6`, `/7` or `/8`
-//! digits (6 without). Counter-based types (`HOTP`, `HOTP/E`, `HOTP/E/8`, ...), lines with a
-//! password, and malformed lines are reported with their line numbers, each on its own.
-//! Nothing here ever repeats a secret or a password in a message.
+//! Time-based types (`HOTP/T30`, `HOTP/T60`, optionally with `/6`, `/7` or `/8` digits, 6
+//! without) become TOTP profiles; counter-based ones (`HOTP`, `HOTP/E`, `HOTP/E/6`, `/7`, `/8`)
+//! HOTP profiles that go on from the line's counter. Lines with a password, and malformed
+//! lines, are reported with their line numbers, each on its own. Nothing here ever repeats a
+//! secret or a password in a message.
+//!
+//! An HOTP line's COUNTER is the counter of the last code accepted once LASTOTP follows it:
+//! after a login liboath writes the accepted code's counter (the start counter plus its place
+//! in the window) and that code, checks later codes from that counter on and refuses the
+//! LASTOTP itself (`parse_usersfile`, `update_usersfile2` in oath-toolkit's
+//! liboath/usersfile.c). So the next counter is COUNTER + 1 with a LASTOTP, COUNTER without
+//! one (nothing used yet), and 0 without either.
 
 use super::base32::secret_bytes_ok;
-use pam_totp_proto::validate::{MAX_SECRET_BYTES, MIN_SECRET_BYTES};
+use super::Moving;
+use pam_totp_proto::validate::{MAX_COUNTER, MAX_SECRET_BYTES, MIN_SECRET_BYTES};
 use pam_totp_proto::{validate, ApiError, ErrorCode, SecretString};
 use zeroize::Zeroizing;
 
@@ -19,7 +28,7 @@ pub struct OathToken {
     /// The hex secret, as base32.
     pub secret: SecretString,
     pub digits: u8,
-    pub period: u32,
+    pub moving: Moving,
 }
 
 /// One non-comment line: its number (from 1), its account when it names one, and the token
@@ -88,7 +97,7 @@ fn parse_fields(fields: &[&str]) -> Result<OathToken, ApiError> {
     }
     let account = fields[1];
     validate::account(account)?;
-    let (digits, period) = token_type(fields[0])?;
+    let (digits, moving) = token_type(fields[0])?;
     if fields[2] != "-" {
         return Err(ApiError::new(
             ErrorCode::FailedPrecondition,
@@ -98,44 +107,68 @@ fn parse_fields(fields: &[&str]) -> Result<OathToken, ApiError> {
         .with_target("password"));
     }
     let secret = hex_to_base32(fields[3])?;
+    let moving = match moving {
+        Moving::Counter { .. } => Moving::Counter {
+            next: next_counter(fields.get(4), fields.get(5).is_some())?,
+        },
+        // A time-based line's COUNTER is liboath's own bookkeeping of its window.
+        time => time,
+    };
     Ok(OathToken {
         account: account.to_owned(),
         secret,
         digits,
-        period,
+        moving,
     })
 }
 
-/// `(digits, period)` of a time-based token type; counter-based ones are refused with
-/// `failed_precondition`, unknown ones as invalid.
-fn token_type(kind: &str) -> Result<(u8, u32), ApiError> {
+/// `(digits, how codes move on)` of a token type, as liboath's `parse_type` reads it; unknown
+/// ones are invalid.
+fn token_type(kind: &str) -> Result<(u8, Moving), ApiError> {
     let (base, digits) = match kind.rsplit_once('/') {
         Some((base, "6")) => (base, 6),
         Some((base, "7")) => (base, 7),
         Some((base, "8")) => (base, 8),
         _ => (kind, 6),
     };
+    let time = |period| Moving::Time {
+        period,
+        window: None,
+    };
     match base {
-        "HOTP/T30" => Ok((digits, 30)),
-        "HOTP/T60" => Ok((digits, 60)),
-        "HOTP" | "HOTP/E" => Err(ApiError::new(
-            ErrorCode::FailedPrecondition,
-            format!(
-                "{} is a counter-based token: counter-based (HOTP) codes cannot move to a \
-                 time-based (TOTP) profile",
-                pam_totp_proto::text::sanitize(kind)
-            ),
-        )
-        .with_target("type")),
+        "HOTP/T30" => Ok((digits, time(30))),
+        "HOTP/T60" => Ok((digits, time(60))),
+        // The counter is the line's: see `next_counter`. Plain HOTP has no digits suffix.
+        "HOTP/E" => Ok((digits, Moving::Counter { next: 0 })),
+        "HOTP" if kind == "HOTP" => Ok((6, Moving::Counter { next: 0 })),
         _ => Err(ApiError::invalid(
             "type",
             format!(
-                "unknown token type '{}': expected HOTP/T30 or HOTP/T60, optionally with /6, \
-                 /7 or /8",
+                "unknown token type '{}': expected HOTP/T30 or HOTP/T60 (time-based) or HOTP \
+                 or HOTP/E (counter-based), optionally with /6, /7 or /8",
                 pam_totp_proto::text::sanitize(kind)
             ),
         )),
     }
+}
+
+/// The counter of an HOTP line's next code, from its COUNTER and whether a LASTOTP follows
+/// (see the module's notes).
+fn next_counter(counter: Option<&&str>, used: bool) -> Result<u64, ApiError> {
+    let Some(counter) = counter else {
+        return Ok(0);
+    };
+    let next = counter
+        .parse::<u64>()
+        .ok()
+        .and_then(|counter| counter.checked_add(u64::from(used)))
+        .filter(|next| *next <= MAX_COUNTER);
+    next.ok_or_else(|| {
+        ApiError::invalid(
+            "counter",
+            format!("the counter must be a number of 0 to {MAX_COUNTER}"),
+        )
+    })
 }
 
 fn hex_to_base32(hex_secret: &str) -> Result<SecretString, ApiError> {
@@ -176,6 +209,13 @@ mod tests {
         one(line).token.expect_err("should be refused")
     }
 
+    fn time(period: u32) -> Moving {
+        Moving::Time {
+            period,
+            window: None,
+        }
+    }
+
     #[test]
     fn time_based_types_and_digits() {
         let cases = [
@@ -189,7 +229,11 @@ mod tests {
         for (kind, digits, period) in cases {
             let line = one(&format!("{kind} alice - {HEX}"));
             let token = line.token.unwrap();
-            assert_eq!((token.digits, token.period), (digits, period), "{kind}");
+            assert_eq!(
+                (token.digits, token.moving),
+                (digits, time(period)),
+                "{kind}"
+            );
             assert_eq!(token.account, "alice");
             // RFC 4226's test secret "12345678901234567890".
             assert_eq!(token.secret.expose(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
@@ -202,13 +246,13 @@ mod tests {
             "HOTP/T30\tbob\t-\t{HEX}\t0\t755224\t2024-05-01T10:00:00L"
         ));
         assert_eq!(line.account.as_deref(), Some("bob"));
-        assert!(line.token.is_ok());
+        assert_eq!(line.token.unwrap().moving, time(30));
     }
 
     #[test]
     fn comments_blank_lines_and_line_numbers() {
         let text = format!(
-            "# users\n\n   \nHOTP/T30 a - {HEX}\r\n  # indented comment\nHOTP a - {HEX}\nHOTP/T60/8 b - {HEX}"
+            "# users\n\n   \nHOTP/T30 a - {HEX}\r\n  # indented comment\nHOTP a - zz\nHOTP/T60/8 b - {HEX}"
         );
         let lines = parse(text.as_bytes());
         let numbers: Vec<usize> = lines.iter().map(|l| l.line).collect();
@@ -219,12 +263,39 @@ mod tests {
     }
 
     #[test]
-    fn counter_based_lines_are_refused_with_the_reason() {
-        for kind in ["HOTP", "HOTP/E", "HOTP/E/6", "HOTP/E/7", "HOTP/E/8"] {
-            let error = refused(&format!("{kind} carol - {HEX} 5"));
-            assert_eq!(error.code, ErrorCode::FailedPrecondition, "{kind}");
-            assert_eq!(error.target.as_deref(), Some("type"));
-            assert!(error.message.contains("counter-based"), "{}", error.message);
+    fn counter_based_lines_go_on_from_their_counter() {
+        let next = |line: &str| match one(line).token.unwrap().moving {
+            Moving::Counter { next } => next,
+            other => panic!("{line}: {other:?}"),
+        };
+        for (kind, digits) in [
+            ("HOTP", 6),
+            ("HOTP/E", 6),
+            ("HOTP/E/6", 6),
+            ("HOTP/E/7", 7),
+            ("HOTP/E/8", 8),
+        ] {
+            let token = one(&format!("{kind} carol - {HEX}")).token.unwrap();
+            assert_eq!(token.digits, digits, "{kind}");
+            assert_eq!(token.moving, Moving::Counter { next: 0 }, "{kind}");
+        }
+        // Provisioned at a counter, nothing used yet: that counter's code is next.
+        assert_eq!(next(&format!("HOTP carol - {HEX} 5")), 5);
+        // liboath wrote back counter 5 with its code: 6 is next.
+        assert_eq!(
+            next(&format!(
+                "HOTP\tcarol\t-\t{HEX}\t5\t254676\t2024-05-01T10:00:00L"
+            )),
+            6
+        );
+        assert_eq!(
+            next(&format!("HOTP carol - {HEX} 9007199254740991 1")),
+            1 << 53
+        );
+        for bad in ["x", "-1", "9007199254740993", "9007199254740992 1"] {
+            let error = refused(&format!("HOTP carol - {HEX} {bad}"));
+            assert_eq!(error.target.as_deref(), Some("counter"), "{bad}");
+            assert_eq!(error.code, ErrorCode::InvalidArgument);
         }
     }
 
@@ -265,6 +336,14 @@ mod tests {
                 "type",
             ),
             (
+                "HOTP/8 erin - 3132333435363738393031323334353637383930",
+                "type",
+            ),
+            (
+                "HOTP/E/9 erin - 3132333435363738393031323334353637383930",
+                "type",
+            ),
+            (
                 "HOTP/T30 -erin - 3132333435363738393031323334353637383930",
                 "account",
             ),
@@ -299,7 +378,7 @@ mod tests {
     #[test]
     fn one_bad_line_never_hides_the_rest() {
         let text = format!(
-            "HOTP/T30 a - zz\nHOTP b - {HEX}\nHOTP/T30 c pw {HEX}\ngarbage\nHOTP/T60/8 d - {HEX}\n"
+            "HOTP/T30 a - zz\nHOTP b - {HEX} x\nHOTP/T30 c pw {HEX}\ngarbage\nHOTP/T60/8 d - {HEX}\n"
         );
         let lines = parse(text.as_bytes());
         assert_eq!(lines.len(), 5);

@@ -1,6 +1,7 @@
 //! What an import did, line by line or profile by profile: the report, as JSON or human text,
 //! and the error that decides the exit status.
 
+use super::Moving;
 use crate::output::error_object;
 use pam_totp_proto::text::sanitize;
 use pam_totp_proto::ApiError;
@@ -47,8 +48,7 @@ pub struct Report {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    pub period: u32,
-    pub window: u32,
+    pub moving: Moving,
     pub emergency_codes: usize,
 }
 
@@ -153,10 +153,15 @@ impl Report {
                 return out;
             }
             let account = sanitize(entry.account.as_deref().unwrap_or_default());
+            let moving = match settings.moving {
+                Moving::Time { period, window } => format!(
+                    "SHA1, 6 digits, {period} s period, window {}",
+                    window.map_or_else(|| "as configured".to_owned(), |w| w.to_string())
+                ),
+                Moving::Counter { next } => format!("HOTP, SHA1, 6 digits, next counter {next}"),
+            };
             let what = format!(
-                "SHA1, 6 digits, {} s period, window {}, {} emergency code{}",
-                settings.period,
-                settings.window,
+                "{moving}, {} emergency code{}",
                 settings.emergency_codes,
                 plural(settings.emergency_codes)
             );

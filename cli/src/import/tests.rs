@@ -240,9 +240,35 @@ fn google_file_given_replace_and_dry_run() {
 }
 
 #[test]
+fn google_hotp_file_goes_on_from_its_counter() {
+    let mut fake = Fake::with_accounts(&["alice"]).file(
+        "/hotp",
+        "ZO365TAXHDSLDJ6TMKRFVGE2II\n\" WINDOW_SIZE 3\n\" HOTP_COUNTER 7\n73635704\n",
+    );
+    let report = import(&mut fake, &["google-authenticator", "alice", "/hotp"]).unwrap();
+    assert_eq!(report.counts(), (1, 0, 0));
+    let profile = &fake.requests[0].0[0];
+    assert_eq!(
+        (
+            profile.kind,
+            profile.counter,
+            profile.digits,
+            profile.window
+        ),
+        (ProfileKind::Hotp, Some(7), 6, None)
+    );
+    assert_eq!(profile.emergency_codes.len(), 1);
+    assert_eq!(
+        report.human(),
+        "Imported alice from /hotp (HOTP, SHA1, 6 digits, next counter 7, 1 emergency code); \
+         the profile is active.\n"
+    );
+}
+
+#[test]
 fn google_errors_name_the_field() {
     let mut fake = Fake::with_accounts(&["alice"])
-        .file("/hotp", "ZO365TAXHDSLDJ6TMKRFVGE2II\n\" HOTP_COUNTER 1\n")
+        .file("/hotp", "ZO365TAXHDSLDJ6TMKRFVGE2II\n\" HOTP_COUNTER 0\n")
         .file(
             "/wide",
             "ZO365TAXHDSLDJ6TMKRFVGE2II\n\" WINDOW_SIZE 25\n\" TOTP_AUTH\n",
@@ -250,7 +276,7 @@ fn google_errors_name_the_field() {
     let error = import(&mut fake, &["google-authenticator", "alice", "/hotp"]).unwrap_err();
     assert_eq!(
         (error.code, error.target.as_deref()),
-        (ErrorCode::FailedPrecondition, Some("file"))
+        (ErrorCode::InvalidArgument, Some("counter"))
     );
     assert!(error.message.starts_with("/hotp: "), "{}", error.message);
     let error = import(&mut fake, &["google-authenticator", "alice", "/wide"]).unwrap_err();
@@ -372,13 +398,16 @@ fn usersfile() -> String {
          \n\
          HOTP/T60 frank - {HEX} 0 123456 2024-01-01T00:00:00L\n\
          HOTP/T30 alice - {HEX}\n\
-         HOTP/T60/7 gina - {HEX}\n"
+         HOTP/T60/7 gina - {HEX}\n\
+         HOTP/E/8 hank - {HEX} 5 12345678 2024-01-01T00:00:00L\n"
     )
 }
 
 fn oath_fake() -> Fake {
-    let mut fake = Fake::with_accounts(&["alice", "bob", "carol", "dave", "erin", "frank", "gina"])
-        .file("/etc/users.oath", &usersfile());
+    let mut fake = Fake::with_accounts(&[
+        "alice", "bob", "carol", "dave", "erin", "frank", "gina", "hank",
+    ])
+    .file("/etc/users.oath", &usersfile());
     fake.existing.insert("gina".into());
     fake
 }
@@ -387,49 +416,56 @@ fn oath_fake() -> Fake {
 fn usersfile_report_per_line() {
     let mut fake = oath_fake();
     let report = import(&mut fake, &["oath", "/etc/users.oath"]).unwrap();
-    assert_eq!(fake.sent(), ["alice", "erin", "frank", "gina"]);
+    assert_eq!(
+        fake.sent(),
+        ["alice", "bob", "erin", "frank", "gina", "hank"]
+    );
     let profiles = &fake.requests[0].0;
-    assert_eq!((profiles[1].digits, profiles[1].period), (8, 30));
-    assert_eq!((profiles[2].digits, profiles[2].period), (6, 60));
-    assert_eq!((profiles[3].digits, profiles[3].period), (7, 60));
+    assert_eq!((profiles[2].digits, profiles[2].period), (8, 30));
+    assert_eq!((profiles[3].digits, profiles[3].period), (6, 60));
+    assert_eq!((profiles[4].digits, profiles[4].period), (7, 60));
     assert!(profiles
         .iter()
         .all(|p| p.window.is_none() && p.emergency_codes.is_empty()));
+    // Counter-based lines: bob's counter 5 is unused (no LASTOTP); hank's was used.
+    let kinds: Vec<(ProfileKind, Option<u64>, u8)> = profiles
+        .iter()
+        .map(|p| (p.kind, p.counter, p.digits))
+        .collect();
+    assert_eq!(kinds[1], (ProfileKind::Hotp, Some(5), 6));
+    assert_eq!(kinds[5], (ProfileKind::Hotp, Some(6), 8));
+    assert!(kinds[0].0 == ProfileKind::Totp && kinds[0].1.is_none());
     assert_eq!(
         profiles[0].secret.expose(),
         "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
     );
-    assert_eq!(report.counts(), (3, 5, 1));
+    assert_eq!(report.counts(), (5, 4, 1));
     let human = report.human();
     let lines: Vec<&str> = human.lines().collect();
-    assert_eq!(lines.len(), 7, "{human}");
+    assert_eq!(lines.len(), 6, "{human}");
     assert!(
-        lines[0].starts_with("line 3 (bob): skipped: HOTP is a counter-based token"),
-        "{human}"
-    );
-    assert!(
-        lines[1].starts_with("line 4 (carol): skipped: the line has a password"),
+        lines[0].starts_with("line 4 (carol): skipped: the line has a password"),
         "{human}"
     );
     assert_eq!(
-        lines[2],
+        lines[1],
         "line 5 (ghost): skipped: no such account: 'ghost'"
     );
     assert_eq!(
-        lines[3],
+        lines[2],
         "line 6 (dave): skipped: the secret is not hexadecimal"
     );
     assert!(
-        lines[4].starts_with("line 10 (alice): skipped: account 'alice' is on line 2"),
+        lines[3].starts_with("line 10 (alice): skipped: account 'alice' is on line 2"),
         "{human}"
     );
     assert_eq!(
-        lines[5],
+        lines[4],
         "line 11 (gina): failed: account 'gina' already has a TOTP profile"
     );
     assert_eq!(
-        lines[6],
-        "Imported 3, skipped 5, failed 1 (/etc/users.oath)."
+        lines[5],
+        "Imported 5, skipped 4, failed 1 (/etc/users.oath)."
     );
     assert!(!human.contains("secret ") || !human.contains(HEX));
 
@@ -440,7 +476,7 @@ fn usersfile_report_per_line() {
     assert!(
         error
             .message
-            .starts_with("the agent refused 1 of 4 profiles; first: line 11 (gina)"),
+            .starts_with("the agent refused 1 of 6 profiles; first: line 11 (gina)"),
         "{}",
         error.message
     );
@@ -449,22 +485,24 @@ fn usersfile_report_per_line() {
     assert!(
         text.starts_with(
             "{\"source\":\"oath\",\"file\":\"/etc/users.oath\",\"dry_run\":false,\
-             \"imported\":[\"alice\",\"erin\",\"frank\"],\"skipped\":[{\"line\":3,\"account\":\"bob\",\
-             \"error\":{\"code\":\"failed_precondition\","
+             \"imported\":[\"alice\",\"bob\",\"erin\",\"frank\",\"hank\"],\"skipped\":[{\"line\":4,\
+             \"account\":\"carol\",\"error\":{\"code\":\"failed_precondition\","
         ),
         "{text}"
     );
     assert!(text.ends_with(",\"target\":\"account\"}}"), "{text}");
     let value = serde_json::from_str::<Value>(&text).unwrap();
-    assert_eq!(value["imported"], json!(["alice", "erin", "frank"]));
-    assert_eq!(value["skipped"].as_array().unwrap().len(), 5);
-    assert_eq!(value["skipped"][0]["line"], 3);
-    assert_eq!(value["skipped"][0]["account"], "bob");
+    assert_eq!(
+        value["imported"],
+        json!(["alice", "bob", "erin", "frank", "hank"])
+    );
+    assert_eq!(value["skipped"].as_array().unwrap().len(), 4);
+    assert_eq!(value["skipped"][0]["line"], 4);
+    assert_eq!(value["skipped"][0]["account"], "carol");
     assert_eq!(value["skipped"][0]["error"]["code"], "failed_precondition");
-    assert_eq!(value["skipped"][0]["error"]["target"], "type");
-    assert_eq!(value["skipped"][1]["error"]["target"], "password");
-    assert_eq!(value["skipped"][2]["error"]["code"], "not_found");
-    assert_eq!(value["skipped"][3]["error"]["target"], "secret");
+    assert_eq!(value["skipped"][0]["error"]["target"], "password");
+    assert_eq!(value["skipped"][1]["error"]["code"], "not_found");
+    assert_eq!(value["skipped"][2]["error"]["target"], "secret");
     assert_eq!(value["failed"][0]["line"], 11);
     assert_eq!(value["error"]["code"], "already_exists");
     let mut keys: Vec<&String> = value.as_object().unwrap().keys().collect();
@@ -481,17 +519,17 @@ fn usersfile_dry_run_sends_nothing() {
     let mut fake = oath_fake();
     let report = import(&mut fake, &["oath", "/etc/users.oath", "--dry-run"]).unwrap();
     assert!(fake.requests.is_empty());
-    assert_eq!(report.counts(), (4, 5, 0));
+    assert_eq!(report.counts(), (6, 4, 0));
     assert_eq!(report.exit_error(), None);
     assert!(report
         .human()
-        .ends_with("Dry run: 4 to import, 5 skipped; nothing was sent (/etc/users.oath).\n"));
+        .ends_with("Dry run: 6 to import, 4 skipped; nothing was sent (/etc/users.oath).\n"));
 }
 
 #[test]
 fn usersfile_all_skipped_fails_with_the_first_reason() {
     let mut fake =
-        Fake::with_accounts(&["bob"]).file("/f", &format!("HOTP bob - {HEX}\nnonsense\n"));
+        Fake::with_accounts(&["bob"]).file("/f", &format!("HOTP/T30 bob pw {HEX}\nnonsense\n"));
     let report = import(&mut fake, &["oath", "/f"]).unwrap();
     assert!(fake.requests.is_empty());
     let error = report.exit_error().unwrap();
@@ -523,7 +561,7 @@ fn a_batch_refused_as_a_whole_goes_on_an_unreachable_agent_stops() {
     let mut fake = oath_fake();
     fake.fail_with = Some(ApiError::internal("boom"));
     let report = import(&mut fake, &["oath", "/etc/users.oath"]).unwrap();
-    assert_eq!(report.counts(), (0, 5, 4));
+    assert_eq!(report.counts(), (0, 4, 6));
     assert_eq!(report.exit_error().unwrap().code, ErrorCode::Internal);
 
     let mut fake = oath_fake();
@@ -531,7 +569,7 @@ fn a_batch_refused_as_a_whole_goes_on_an_unreachable_agent_stops() {
     let error = import(&mut fake, &["oath", "/etc/users.oath"]).unwrap_err();
     assert_eq!(error.code, ErrorCode::Unavailable);
     assert!(
-        error.message.contains("0 of 4 profiles were imported"),
+        error.message.contains("0 of 6 profiles were imported"),
         "{}",
         error.message
     );

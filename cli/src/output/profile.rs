@@ -41,12 +41,12 @@ pub fn show(
     json: bool,
     human: &Human<'_>,
 ) -> Result<Zeroizing<String>, ApiError> {
-    let fields = fields.unwrap_or(profile_fields());
     let object = profile_object(profile)?;
+    let fields = fields.map_or_else(|| present_fields(&object), <[_]>::to_vec);
     if json {
-        json_line(&Picked::new(&object, fields))
+        json_line(&Picked::new(&object, &fields))
     } else {
-        Ok(Zeroizing::new(key_values(&object, fields, human)))
+        Ok(Zeroizing::new(key_values(&object, &fields, human)))
     }
 }
 
@@ -62,8 +62,15 @@ pub fn list(
         .map(profile_object)
         .collect::<Result<Vec<_>, _>>()?;
     if json {
-        let fields = fields.unwrap_or(profile_fields());
-        let picked: Vec<Picked<'_>> = objects.iter().map(|o| Picked::new(o, fields)).collect();
+        let fields: Vec<Vec<&'static str>> = objects
+            .iter()
+            .map(|o| fields.map_or_else(|| present_fields(o), <[_]>::to_vec))
+            .collect();
+        let picked: Vec<Picked<'_>> = objects
+            .iter()
+            .zip(&fields)
+            .map(|(o, fields)| Picked::new(o, fields))
+            .collect();
         return json_line(&picked);
     }
     if objects.is_empty() {
@@ -106,6 +113,16 @@ pub fn removed(account: &str, json: bool) -> Result<Zeroizing<String>, ApiError>
             sanitize(account)
         )))
     }
+}
+
+/// Every field the profile has, in order: all but `counter` for a TOTP profile. (Fields named
+/// with `--fields` are shown either way, null when the profile has none.)
+fn present_fields(object: &Map<String, Value>) -> Vec<&'static str> {
+    profile_fields()
+        .iter()
+        .copied()
+        .filter(|field| object.contains_key(*field))
+        .collect()
 }
 
 fn profile_object(profile: &ProfileView) -> Result<Map<String, Value>, ApiError> {

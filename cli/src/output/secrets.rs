@@ -39,10 +39,14 @@ fn enroll_text(out: &mut String, enrolled: &EnrollReply, own: bool, terminal: bo
     let account = sanitize(&profile.account);
     let _ = writeln!(out, "Secret:    {}", enrolled.secret.expose());
     let _ = writeln!(out, "URI:       {}", enrolled.otpauth_uri.expose());
+    let moving = match (profile.period, profile.counter) {
+        (Some(period), _) => format!("{period} s period"),
+        (None, counter) => format!("HOTP, next counter {}", counter.unwrap_or(0)),
+    };
     let _ = writeln!(
         out,
-        "Settings:  {}, {} digits, {} s period",
-        profile.algorithm, profile.digits, profile.period
+        "Settings:  {}, {} digits, {moving}",
+        profile.algorithm, profile.digits
     );
     if terminal {
         if let Some(image) = qr::render(enrolled.otpauth_uri.expose()) {

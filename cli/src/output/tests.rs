@@ -4,7 +4,7 @@ use super::*;
 use crate::timefmt::Zone;
 use pam_totp_proto::{
     profile_fields, Algorithm, AuditEntry, CodesReply, EnrollReply, ErrorCode, LogPage,
-    ProfileView, SecretString, StatusReply,
+    ProfileKind, ProfileView, SecretString, StatusReply,
 };
 use serde_json::Value;
 
@@ -13,14 +13,15 @@ pub fn sample(account: &str) -> ProfileView {
         id: 7,
         account: account.into(),
         uid: 1000,
-        kind: "totp".into(),
+        kind: ProfileKind::Totp,
+        counter: None,
         owner: "host1".into(),
         scope: "host".into(),
         verified: true,
         enabled: true,
         algorithm: Algorithm::Sha1,
         digits: 6,
-        period: 30,
+        period: Some(30),
         sha_fingerprint: "ab".repeat(32),
         comment: Some("phone".into()),
         created_at: "2024-01-01T00:00:00Z".into(),
@@ -73,7 +74,77 @@ fn show_json_is_the_whole_profile_in_contract_order() {
     assert_eq!(value["account"], "alice");
     assert_eq!(value["type"], "totp");
     assert_eq!(value["last_used_at"], Value::Null);
+    // Every field but `counter`, which only HOTP profiles have.
+    assert_eq!(value.as_object().unwrap().len(), profile_fields().len() - 1);
+    assert!(value.get("counter").is_none());
+}
+
+/// An HOTP profile expecting counter 6 next.
+fn hotp_sample(account: &str) -> ProfileView {
+    ProfileView {
+        kind: ProfileKind::Hotp,
+        counter: Some(6),
+        period: None,
+        ..sample(account)
+    }
+}
+
+#[test]
+fn hotp_profiles_show_their_counter_and_no_period() {
+    let out = text(
+        View::Show { fields: None },
+        Reply::Profile(hotp_sample("alice")),
+        true,
+    );
+    assert!(
+        out.starts_with(
+            "{\"id\":7,\"account\":\"alice\",\"uid\":1000,\"type\":\"hotp\",\"counter\":6,"
+        ),
+        "{out}"
+    );
+    let value = parse(&out);
     assert_eq!(value.as_object().unwrap().len(), profile_fields().len());
+    assert_eq!(value["period"], Value::Null);
+    // Asked for by name, a TOTP profile's counter is null, an HOTP profile's period too.
+    let view = View::List {
+        fields: Some(vec!["account", "type", "counter", "period"]),
+    };
+    let out = text(
+        view,
+        Reply::Profiles(vec![sample("bob"), hotp_sample("alice")]),
+        true,
+    );
+    assert_eq!(
+        out,
+        "[{\"account\":\"bob\",\"type\":\"totp\",\"counter\":null,\"period\":30},\
+         {\"account\":\"alice\",\"type\":\"hotp\",\"counter\":6,\"period\":null}]\n"
+    );
+    let out = text(
+        View::Show { fields: None },
+        Reply::Profile(hotp_sample("alice")),
+        false,
+    );
+    assert!(
+        out.contains("\ntype:                      hotp\ncounter:                   6\n"),
+        "{out}"
+    );
+    assert!(out.contains("\nperiod:                    -\n"), "{out}");
+    let totp = text(
+        View::Show { fields: None },
+        Reply::Profile(sample("bob")),
+        false,
+    );
+    assert!(!totp.contains("counter"), "{totp}");
+    // Enrolling one says so instead of a period.
+    let reply = EnrollReply {
+        profile: hotp_sample("alice"),
+        ..enrolled()
+    };
+    let out = text(View::Enroll { own: true }, Reply::Enrolled(reply), false);
+    assert!(
+        out.contains("Settings:  SHA1, 6 digits, HOTP, next counter 6\n"),
+        "{out}"
+    );
 }
 
 #[test]

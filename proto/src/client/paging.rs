@@ -147,6 +147,8 @@ mod tests {
     fn profile(account: &str) -> ImportProfile {
         ImportProfile {
             account: account.to_owned(),
+            kind: Default::default(),
+            counter: None,
             secret: SecretString::from("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
             algorithm: Algorithm::Sha1,
             digits: 6,

@@ -738,6 +738,7 @@ pub struct Enrolled {
     /// "sha1" | "sha256" | "sha512" (oathtool spelling).
     pub algorithm: String,
     pub digits: u32,
+    /// 0 for an HOTP profile (its codes do not expire).
     pub period: u64,
 }
 
@@ -772,9 +773,12 @@ impl Enrolled {
                 .as_u64()
                 .and_then(|d| u32::try_from(d).ok())
                 .unwrap_or_else(|| panic!("profile has no `digits`: {out}")),
-            period: profile["period"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("profile has no `period`: {out}")),
+            period: match profile["type"].as_str() {
+                Some("hotp") => 0,
+                _ => profile["period"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("profile has no `period`: {out}")),
+            },
             profile,
         }
     }
@@ -788,6 +792,11 @@ impl Enrolled {
             self.period,
             unix_time,
         )
+    }
+
+    /// The HOTP code of this profile for `counter`.
+    pub fn hotp_code(&self, counter: u64) -> String {
+        hotp(&self.secret, self.digits, counter)
     }
 
     /// `count` distinct codes of the right length that are not valid for any step near
@@ -1094,6 +1103,27 @@ pub fn totp(secret: &str, algorithm: &str, digits: u32, period: u64, unix_time: 
         .arg("--base32")
         .arg("-N")
         .arg(format!("@{unix_time}"))
+        .arg(secret)
+        .output()
+        .expect("cannot run oathtool");
+    assert!(
+        out.status.success(),
+        "oathtool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(code.len(), digits as usize, "oathtool printed {code:?}");
+    code
+}
+
+/// An HOTP code of a base32 secret for `counter`, computed by oathtool (independent of the
+/// agent's implementation).
+pub fn hotp(secret: &str, digits: u32, counter: u64) -> String {
+    let out = Command::new(require_tool("oathtool"))
+        .arg("--hotp")
+        .arg(format!("--digits={digits}"))
+        .arg(format!("--counter={counter}"))
+        .arg("--base32")
         .arg(secret)
         .output()
         .expect("cannot run oathtool");

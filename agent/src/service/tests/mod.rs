@@ -7,12 +7,13 @@ use crate::clock::ManualClock;
 use crate::config::LockoutPolicy;
 use crate::store::SqliteStore;
 use crate::totp::{self, TotpParams};
-use pam_totp_proto::Algorithm;
+use pam_totp_proto::{Algorithm, ProfileKind};
 use pam_totp_proto::{AuthMethod, EnrollRequest, ErrorCode, LogPage, ProbeReply, SecretString};
 use std::collections::HashMap;
 
 mod code_checks;
 mod grace;
+mod hotp;
 mod lockout;
 mod names;
 mod reports;
@@ -95,6 +96,8 @@ fn harness() -> Harness {
 fn enroll_request(account: &str) -> EnrollRequest {
     EnrollRequest {
         account: account.into(),
+        kind: ProfileKind::Totp,
+        counter: None,
         algorithm: Algorithm::Sha1,
         digits: 6,
         period: 30,
@@ -139,7 +142,7 @@ impl Harness {
         let params = TotpParams {
             algorithm: enrolled.profile.algorithm,
             digits: enrolled.profile.digits,
-            period: enrolled.profile.period,
+            period: enrolled.profile.period.unwrap(),
         };
         let step = totp::step_at(self.clock.now(), params.period) + step_offset;
         totp::code_for_step(&enrolled.secret, params, step).to_string()
@@ -248,6 +251,8 @@ fn probe_with_grace(h: &Harness, context: &LoginContext, grace: u32) -> bool {
 fn import_profile(account: &str, secret: &[u8]) -> pam_totp_proto::ImportProfile {
     pam_totp_proto::ImportProfile {
         account: account.into(),
+        kind: ProfileKind::Totp,
+        counter: None,
         secret: crate::secret::to_base32(secret),
         algorithm: Algorithm::Sha1,
         digits: 6,

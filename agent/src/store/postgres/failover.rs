@@ -1,11 +1,14 @@
 //! No replay after a failover. With asynchronous replication a promoted standby can lack the
 //! last steps the old primary accepted. Every new connection compares the server it reached
 //! (PostgreSQL's system identifier and current timeline) with the one the fleet last recorded
-//! in `meta`; on a different server, every step up to now + the window counts as used for
-//! every profile before the connection serves anything. The cost: after a failover each
-//! account waits at most one window for its next code.
+//! in `meta`; on a different server, before the connection serves anything, every TOTP step
+//! up to now + the window counts as used, and every HOTP counter a login could have accepted
+//! (the next one and the look-ahead after it). The cost: after a failover each TOTP account
+//! waits at most one window for its next code; each HOTP token is pressed up to the
+//! look-ahead + 1 times past codes that are refused.
 
 use super::Fail;
+use crate::store::Windows;
 use postgres::GenericClient;
 
 /// The `meta` key naming the server the fleet writes to: "SYSTEM_ID/TIMELINE".
@@ -37,7 +40,11 @@ pub(super) enum Seen {
 
 /// Checks the server and, when it changed, marks the steps used, all in one transaction
 /// (concurrent agents take turns on the `meta` row; the second finds it done).
-pub(super) fn check(client: &mut postgres::Client, now: i64, window: u32) -> Result<Seen, Fail> {
+pub(super) fn check(
+    client: &mut postgres::Client,
+    now: i64,
+    windows: Windows,
+) -> Result<Seen, Fail> {
     let mut tx = client.transaction()?;
     let here = server_identity(&mut tx)?;
     tx.execute(
@@ -54,11 +61,15 @@ pub(super) fn check(client: &mut postgres::Client, now: i64, window: u32) -> Res
         tx.commit()?;
         return Ok(Seen::Same);
     }
-    let window = i64::from(window);
+    let (totp, hotp) = (i64::from(windows.totp), i64::from(windows.hotp));
+    // As a restored SQLite backup (sqlite/backup.rs): HOTP counters move on by the
+    // look-ahead, never to a time step.
     let moved = tx.execute(
-        "UPDATE profiles SET last_step = \
-         greatest(coalesce(last_step, -1), $1::bigint / period + coalesce(skew_window, $2::bigint))",
-        &[&now, &window],
+        "UPDATE profiles SET last_step = CASE kind \
+         WHEN 'hotp' THEN coalesce(last_step, -1) + 1 + $3::bigint \
+         ELSE greatest(coalesce(last_step, -1), \
+         $1::bigint / period + coalesce(skew_window, $2::bigint)) END",
+        &[&now, &totp, &hotp],
     )?;
     tx.execute(
         "UPDATE meta SET value = $2 WHERE key = $1",

@@ -13,7 +13,7 @@ mod session;
 use super::fleet_key::FleetKey;
 use super::{
     AttemptTally, AuditEvent, AuditQuery, Change, Decision, LoginPlace, ProfileRecord,
-    ProfileTally, SourceRecord, Store, StoreError,
+    ProfileTally, SourceRecord, Store, StoreError, Windows,
 };
 pub use connect::StoreUrl;
 use pam_totp_proto::audit::Outcome;
@@ -38,8 +38,8 @@ pub struct PgSettings {
     pub key: FleetKey,
     /// This agent's name in the fleet: audit rows, sources and grace are per host.
     pub host: String,
-    /// The agent's default window, for marking steps used after a failover.
-    pub window: u32,
+    /// The agent's windows, for marking codes used after a failover.
+    pub windows: Windows,
 }
 
 /// A failure inside a transaction: the database's, or the store's own (a secret that does not
@@ -160,7 +160,7 @@ pub(crate) struct Connection {
 struct Connector {
     config: postgres::Config,
     tls: MakeTlsConnector,
-    window: u32,
+    windows: Windows,
     migrated: AtomicBool,
 }
 
@@ -177,14 +177,15 @@ impl r2d2::ManageConnection for Connector {
             schema::migrate(&mut client)?;
             self.migrated.store(true, Ordering::Release);
         }
-        match failover::check(&mut client, unix_now(), self.window)
+        match failover::check(&mut client, unix_now(), self.windows)
             .map_err(|e| fail_to_store(Failure::Write, e))?
         {
             failover::Seen::Same => {}
             failover::Seen::Moved { from, to, profiles } => log::warn!(
                 "fleet store is now server {to} (was {from}): a failover may have lost the \
-                 last accepted codes, so every time step up to now + the window is treated \
-                 as used ({profiles} profiles)"
+                 last accepted codes, so every time step up to now + the window, and every \
+                 HOTP counter up to the next one + the look-ahead, is treated as used \
+                 ({profiles} profiles)"
             ),
         }
         Ok(Connection {
@@ -228,7 +229,7 @@ impl PgStore {
         let connector = Connector {
             config: settings.url.config.clone(),
             tls: settings.url.connector()?,
-            window: settings.window,
+            windows: settings.windows,
             migrated: AtomicBool::new(false),
         };
         match r2d2::ManageConnection::connect(&connector) {
@@ -559,7 +560,7 @@ impl Store for PgStore {
                  count(*) FILTER (WHERE verified_at IS NOT NULL AND enabled), \
                  count(*) FILTER (WHERE NOT enabled), \
                  count(*) FILTER (WHERE locked_until > $1), \
-                 count(*) FILTER (WHERE last_step > $1::bigint / period \
+                 count(*) FILTER (WHERE kind = 'totp' AND last_step > $1::bigint / period \
                  + coalesce(skew_window, $2::bigint)), \
                  (SELECT count(*) FROM source_failures WHERE blocked_until > $1) \
                  FROM profiles",
@@ -631,7 +632,7 @@ mod tests {
             url: StoreUrl::parse(&cluster.url(), Some(&password)).unwrap(),
             key: FleetKey::from_bytes(&[3; 32]),
             host: host.into(),
-            window: 1,
+            windows: Windows { totp: 1, hotp: 10 },
         }
     }
 
@@ -653,7 +654,7 @@ mod tests {
         assert_eq!(stores.len(), 6);
         assert_eq!(
             cluster.psql("SELECT version FROM pam_totp_schema").unwrap(),
-            "1"
+            "2"
         );
         assert_eq!(
             cluster
@@ -661,6 +662,49 @@ mod tests {
                 .unwrap(),
             "1"
         );
+    }
+
+    #[test]
+    fn a_new_server_marks_time_steps_and_hotp_counters_used_each_their_own_way() {
+        let cluster = pam_totp_testpg::Cluster::start(Default::default()).unwrap();
+        let store = PgStore::open(settings(&cluster, "h")).unwrap();
+        let code_settings = crate::store::CodeSettings {
+            algorithm: pam_totp_proto::Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+        };
+        let profile = |account: &str, kind, last_step| ProfileRecord {
+            kind,
+            last_step,
+            ..ProfileRecord::new(
+                account,
+                1000,
+                zeroize::Zeroizing::new(vec![5; 20]),
+                code_settings,
+                "i",
+                0,
+            )
+        };
+        use pam_totp_proto::ProfileKind::{Hotp, Totp};
+        let mut records = vec![
+            profile("amy", Totp, Some(5)),
+            profile("hal", Hotp, Some(7)),
+            profile("hank", Hotp, None),
+        ];
+        store.insert_many(&mut records).unwrap();
+        // As after a restore into the same cluster (the README's recipe) or a failover.
+        cluster
+            .psql("UPDATE meta SET value = 'restored' WHERE key = 'server'")
+            .unwrap();
+        let before = unix_now();
+        let reconnected = PgStore::open(settings(&cluster, "h")).unwrap();
+        let after = unix_now();
+        let last_step = |account: &str| reconnected.get(account).unwrap().unwrap().last_step;
+        let step = last_step("amy").unwrap();
+        assert!((before / 30 + 1..=after / 30 + 1).contains(&step), "{step}");
+        // HOTP (look-ahead 10): the next counter and the 10 after it, never a time step.
+        assert_eq!(last_step("hal"), Some(18));
+        assert_eq!(last_step("hank"), Some(10));
     }
 
     #[test]

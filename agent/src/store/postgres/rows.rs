@@ -7,7 +7,7 @@ use crate::store::fleet_key::FleetKey;
 use crate::store::{
     AuditEvent, ProfileRecord, SourceRecord, StoreError, PROFILE_COLUMNS, SOURCE_RETENTION_SECONDS,
 };
-use pam_totp_proto::{Algorithm, AuditResult};
+use pam_totp_proto::{Algorithm, AuditResult, ProfileKind};
 use postgres::types::ToSql;
 use postgres::{GenericClient, Row};
 use std::sync::OnceLock;
@@ -151,10 +151,7 @@ pub(super) fn record_from_row(row: &Row, key: &FleetKey) -> Result<ProfileRecord
     let secret = key
         .open_secret(&account, &sealed)
         .map_err(|e| Fail::Store(StoreError::Internal(format!("cannot read state: {e}"))))?;
-    let algorithm: String = row.try_get(5)?;
-    let algorithm = algorithm
-        .parse::<Algorithm>()
-        .map_err(|e| Fail::Store(StoreError::Internal(format!("cannot read state: {e}"))))?;
+    let algorithm = parsed::<Algorithm>(row, 5)?;
     let digits: i32 = row.try_get(6)?;
     let period: i32 = row.try_get(7)?;
     let failed: i32 = row.try_get(16)?;
@@ -184,8 +181,16 @@ pub(super) fn record_from_row(row: &Row, key: &FleetKey) -> Result<ProfileRecord
             .map(str::to_owned)
             .collect(),
         window: window.map(|w| u32::try_from(w).unwrap_or(0)),
+        kind: parsed::<ProfileKind>(row, 20)?,
         account,
     })
+}
+
+/// A text column parsed into its type (an algorithm, a kind).
+fn parsed<T: std::str::FromStr<Err = String>>(row: &Row, column: usize) -> Result<T, Fail> {
+    let text: String = row.try_get(column)?;
+    text.parse::<T>()
+        .map_err(|e| Fail::Store(StoreError::Internal(format!("cannot read state: {e}"))))
 }
 
 /// Writes the profile's columns with `sql` (insert or update); returns the first column of
@@ -207,6 +212,7 @@ fn write_profile(
     let failed = i32::try_from(record.failed_attempts).unwrap_or(i32::MAX);
     let codes = record.emergency_codes.join(",");
     let window = record.window.map(|w| i32::try_from(w).unwrap_or(i32::MAX));
+    let kind = record.kind.as_str();
     let values: [&(dyn ToSql + Sync); PROFILE_COLUMNS.len()] = [
         &record.account,
         &uid,
@@ -227,6 +233,7 @@ fn write_profile(
         &record.locked_until,
         &codes,
         &window,
+        &kind,
     ];
     let audit = audit.map(AuditParams::new);
     let audit_values = audit.as_ref().map(AuditParams::values);

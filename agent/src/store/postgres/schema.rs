@@ -17,7 +17,8 @@ INSERT INTO pam_totp_schema (version)
 ";
 
 /// Ordered migrations; `pam_totp_schema.version` counts how many have run.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE profiles (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     account text NOT NULL UNIQUE,
@@ -75,7 +76,13 @@ CREATE TABLE meta (
     key text PRIMARY KEY,
     value text NOT NULL
 );
-"];
+",
+    "
+-- TOTP (time steps) or HOTP (counters): last_step holds a step or a counter accordingly.
+ALTER TABLE profiles ADD COLUMN kind text NOT NULL DEFAULT 'totp'
+    CHECK (kind IN ('totp', 'hotp'));
+",
+];
 
 /// The whole schema as SQL, for `pam-totp-agent schema`.
 pub fn sql() -> String {

@@ -321,7 +321,8 @@ impl Store for SqliteStore {
                      count(*) FILTER (WHERE verified_at IS NOT NULL AND enabled), \
                      count(*) FILTER (WHERE NOT enabled), \
                      count(*) FILTER (WHERE locked_until > ?1), \
-                     count(*) FILTER (WHERE last_step > ?1 / period + coalesce(skew_window, ?2)), \
+                     count(*) FILTER (WHERE kind = 'totp' \
+                     AND last_step > ?1 / period + coalesce(skew_window, ?2)), \
                      (SELECT count(*) FROM source_failures WHERE blocked_until > ?1) \
                      FROM profiles",
                     params![now, window],

@@ -5,7 +5,7 @@ use crate::store::{
     AuditEvent, ProfileRecord, SourceRecord, StoreError, PROFILE_COLUMNS, SOURCE_RETENTION_SECONDS,
 };
 use pam_totp_proto::audit::Outcome;
-use pam_totp_proto::{Algorithm, AuditResult};
+use pam_totp_proto::{Algorithm, AuditResult, ProfileKind};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::sync::OnceLock;
@@ -64,15 +64,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ProfileRecord> 
     let uid = row.get(next())?;
     let owner = row.get(next())?;
     let secret = Zeroizing::new(row.get(next())?);
-    let algorithm_column = next();
-    let algorithm: String = row.get(algorithm_column)?;
-    let algorithm = algorithm.parse::<Algorithm>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(
-            algorithm_column,
-            rusqlite::types::Type::Text,
-            e.into(),
-        )
-    })?;
+    let algorithm = parsed::<Algorithm>(row, next())?;
     Ok(ProfileRecord {
         id,
         account,
@@ -99,6 +91,15 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<ProfileRecord> 
             .map(str::to_owned)
             .collect(),
         window: row.get(next())?,
+        kind: parsed::<ProfileKind>(row, next())?,
+    })
+}
+
+/// A text column parsed into its type (an algorithm, a kind).
+fn parsed<T: std::str::FromStr<Err = String>>(row: &Row<'_>, column: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(column)?;
+    text.parse::<T>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
     })
 }
 
@@ -131,6 +132,7 @@ pub(super) fn profile_values(record: &ProfileRecord) -> [ToSqlOutput<'_>; PROFIL
         opt(record.locked_until),
         owned(Value::Text(record.emergency_codes.join(","))),
         opt(record.window.map(i64::from)),
+        ToSqlOutput::Borrowed(ValueRef::Text(record.kind.as_str().as_bytes())),
     ]
 }
 

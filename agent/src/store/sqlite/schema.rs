@@ -69,6 +69,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE profiles ADD COLUMN owner TEXT;
     ALTER TABLE audit ADD COLUMN host TEXT;
 ",
+    "
+    ALTER TABLE profiles ADD COLUMN kind TEXT NOT NULL DEFAULT 'totp'
+        CHECK (kind IN ('totp', 'hotp'));
+",
 ];
 
 pub(super) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
@@ -97,4 +101,41 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
         tx.commit().map_err(write_error)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn profiles_from_before_hotp_become_totp_profiles() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        // A database as the agent left it before the `kind` column (the last migration).
+        let before = MIGRATIONS.len() - 1;
+        for sql in &MIGRATIONS[..before] {
+            connection.execute_batch(sql).unwrap();
+        }
+        connection
+            .pragma_update(None, "user_version", i64::try_from(before).unwrap())
+            .unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO profiles (account, uid, secret, algorithm, digits, period, issuer, \
+                 created_at, changed_at, enabled, last_step) \
+                 VALUES ('old', 1000, x'00', 'SHA1', 6, 30, 'h', 0, 0, 1, 56666666);",
+            )
+            .unwrap();
+        migrate(&mut connection).unwrap();
+        let kind: String = connection
+            .query_row("SELECT kind FROM profiles WHERE account = 'old'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(kind, "totp");
+        // Only the two kinds there are.
+        assert!(connection
+            .execute_batch("UPDATE profiles SET kind = 'motp'")
+            .is_err());
+    }
 }
