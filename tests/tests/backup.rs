@@ -6,19 +6,8 @@
 mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 const PERIOD: u64 = 10;
-
-fn backup(agent: &Agent, to: &std::path::Path) -> Run {
-    let mut command = Command::new(agent_bin());
-    command
-        .args(["backup", "--to"])
-        .arg(to)
-        .arg("--db")
-        .arg(&agent.db);
-    run(&mut command, None, PROCESS_LIMIT)
-}
 
 #[test]
 fn a_code_used_after_the_backup_is_refused_after_a_restore() {
@@ -32,13 +21,13 @@ fn a_code_used_after_the_backup_is_refused_after_a_restore() {
     // An online backup while the agent runs.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("profiles.backup");
-    let out = backup(&agent, &copy);
+    let out = agent.backup(&copy);
     assert_eq!(out.code, 0, "backup failed: {}", out.output());
     let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the backup is readable by others");
     // Never over an existing file.
     let before = std::fs::read(&copy).unwrap();
-    let again = backup(&agent, &copy);
+    let again = agent.backup(&copy);
     assert_ne!(
         again.code,
         0,

@@ -231,16 +231,6 @@ fn imported_hotp_tokens_go_on_from_their_counters() {
     assert_eq!(agent.show(&used.name)["counter"], 8);
 }
 
-fn backup(agent: &Agent, to: &Path) -> Run {
-    let mut command = Command::new(agent_bin());
-    command
-        .args(["backup", "--to"])
-        .arg(to)
-        .arg("--db")
-        .arg(&agent.db);
-    run(&mut command, None, PROCESS_LIMIT)
-}
-
 #[test]
 fn a_restored_backup_moves_an_hotp_counter_on_by_the_look_ahead() {
     setup();
@@ -253,7 +243,7 @@ fn a_restored_backup_moves_an_hotp_counter_on_by_the_look_ahead() {
 
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("profiles.backup");
-    let out = backup(&agent, &copy);
+    let out = agent.backup(&copy);
     assert_eq!(out.code, 0, "backup failed: {}", out.output());
     // A login after the backup uses counter 1.
     let used = enrolled.hotp_code(1);

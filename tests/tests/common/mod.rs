@@ -660,6 +660,17 @@ impl Agent {
         status
     }
 
+    /// `pam-totp-agent backup --to TO --db DB` of this agent's database.
+    pub fn backup(&self, to: &Path) -> Run {
+        let mut command = Command::new(agent_bin());
+        command
+            .args(["backup", "--to"])
+            .arg(to)
+            .arg("--db")
+            .arg(&self.db);
+        run(&mut command, None, PROCESS_LIMIT)
+    }
+
     /// Everything the agent wrote to stdout and stderr so far.
     pub fn log_text(&self) -> String {
         fs::read(&self.log)
@@ -1096,35 +1107,39 @@ pub fn now() -> u64 {
 
 /// A TOTP code computed by oathtool (independent of the agent's implementation).
 pub fn totp(secret: &str, algorithm: &str, digits: u32, period: u64, unix_time: u64) -> String {
-    let out = Command::new(require_tool("oathtool"))
-        .arg(format!("--totp={}", algorithm.to_ascii_lowercase()))
-        .arg(format!("--digits={digits}"))
-        .arg(format!("--time-step-size={period}s"))
-        .arg("--base32")
-        .arg("-N")
-        .arg(format!("@{unix_time}"))
-        .arg(secret)
-        .output()
-        .expect("cannot run oathtool");
-    assert!(
-        out.status.success(),
-        "oathtool failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let code = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert_eq!(code.len(), digits as usize, "oathtool printed {code:?}");
-    code
+    oathtool(
+        &[
+            format!("--totp={}", algorithm.to_ascii_lowercase()),
+            format!("--digits={digits}"),
+            format!("--time-step-size={period}s"),
+            "--base32".into(),
+            "-N".into(),
+            format!("@{unix_time}"),
+            secret.into(),
+        ],
+        digits,
+    )
 }
 
 /// An HOTP code of a base32 secret for `counter`, computed by oathtool (independent of the
 /// agent's implementation).
 pub fn hotp(secret: &str, digits: u32, counter: u64) -> String {
+    oathtool(
+        &[
+            "--hotp".into(),
+            format!("--digits={digits}"),
+            format!("--counter={counter}"),
+            "--base32".into(),
+            secret.into(),
+        ],
+        digits,
+    )
+}
+
+/// The one code `oathtool ARGS` prints, checked to have `digits` digits.
+fn oathtool(args: &[String], digits: u32) -> String {
     let out = Command::new(require_tool("oathtool"))
-        .arg("--hotp")
-        .arg(format!("--digits={digits}"))
-        .arg(format!("--counter={counter}"))
-        .arg("--base32")
-        .arg(secret)
+        .args(args)
         .output()
         .expect("cannot run oathtool");
     assert!(
