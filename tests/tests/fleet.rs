@@ -63,17 +63,57 @@ fn enrolled_on_one_host_a_code_used_on_another_is_refused_everywhere() {
     assert!(!database.contains(fleet.cluster.password()), "{database}");
 }
 
+/// Two hosts on one fleet store, a user enrolled (active) through host A, and a PAM
+/// service on each host. Fields drop in order: the services and agents before the cluster.
+struct TwoHosts {
+    service_a: PamService,
+    service_b: PamService,
+    host_a: Agent,
+    host_b: Agent,
+    user: TestUser,
+    enrolled: Enrolled,
+    /// A time fresh in its step, for `enrolled.code(now)`.
+    now: u64,
+    /// Held only so the cluster outlives the agents.
+    _fleet: Fleet,
+}
+
+impl TwoHosts {
+    fn start(config: &str) -> Self {
+        let fleet = Fleet::start();
+        let host_a = fleet.agent_on("host-a", &fleet.cluster.url(), config);
+        let host_b = fleet.agent_on("host-b", &fleet.cluster.url(), config);
+        let user = TestUser::new();
+        let (enrolled, now) = host_a.enroll_active(&user.name, &[]);
+        Self {
+            service_a: PamService::totp(&host_a.socket, ""),
+            service_b: PamService::totp(&host_b.socket, ""),
+            host_a,
+            host_b,
+            user,
+            enrolled,
+            now,
+            _fleet: fleet,
+        }
+    }
+}
+
+/// PAM items of a remote attacker.
+const ATTACKER: [(&str, &str); 1] = [("rhost", "203.0.113.9")];
+
 #[test]
 fn thirty_two_logins_racing_through_two_hosts_let_exactly_one_in() {
-    let fleet = Fleet::start();
-    let host_a = fleet.agent("host-a");
-    let host_b = fleet.agent("host-b");
-    let user = TestUser::new();
-    let (enrolled, now) = host_a.enroll_active(&user.name, &[]);
-    let service_a = PamService::totp(&host_a.socket, "");
-    let service_b = PamService::totp(&host_b.socket, "");
+    let TwoHosts {
+        service_a,
+        service_b,
+        host_b,
+        user,
+        enrolled,
+        now,
+        ..
+    } = &TwoHosts::start(DEFAULT_CONFIG);
 
-    let outs = race(&[&service_a, &service_b], &user.name, &enrolled.code(now));
+    let outs = race(&[service_a, service_b], &user.name, &enrolled.code(*now));
     exactly_one_success(&outs);
     for out in outs.iter().filter(|o| !o.success) {
         out.assert_failure(PAM_AUTH_ERR_TEXT);
@@ -87,25 +127,29 @@ fn thirty_two_logins_racing_through_two_hosts_let_exactly_one_in() {
 
 #[test]
 fn failures_on_two_hosts_add_up_to_one_lock_which_either_host_lifts() {
-    let fleet = Fleet::start();
-    // The account locks after 4 failures over all hosts; a source only after many.
-    let config = "window = 1\n[lockout]\nthreshold = 4\nbase_seconds = 300\nmax_seconds = 900\n\
-                  source_threshold = 3\nsource_base_seconds = 300\n";
-    let host_a = fleet.agent_on("host-a", &fleet.cluster.url(), config);
-    let host_b = fleet.agent_on("host-b", &fleet.cluster.url(), config);
-    let user = TestUser::new();
-    let (enrolled, now) = host_a.enroll_active(&user.name, &[]);
-    let service_a = PamService::totp(&host_a.socket, "");
-    let service_b = PamService::totp(&host_b.socket, "");
-    let attacker = [("rhost", "203.0.113.9")];
+    // The account locks after 4 failures over all hosts; a source only after 3 on a host.
+    let TwoHosts {
+        service_a,
+        service_b,
+        host_a,
+        host_b,
+        user,
+        enrolled,
+        now,
+        ..
+    } = &TwoHosts::start(
+        "window = 1\n[lockout]\nthreshold = 4\nbase_seconds = 300\nmax_seconds = 900\n\
+         source_threshold = 3\nsource_base_seconds = 300\n",
+    );
+    let (attacker, now) = (&ATTACKER, *now);
 
     let wrong = enrolled.wrong_codes(now, 4);
     for code in &wrong[..2] {
-        pamtester_with(None, &service_a, &user.name, code, &attacker)
+        pamtester_with(None, service_a, &user.name, code, attacker)
             .assert_failure(PAM_AUTH_ERR_TEXT);
     }
     for code in &wrong[2..3] {
-        pamtester_with(None, &service_b, &user.name, code, &attacker)
+        pamtester_with(None, service_b, &user.name, code, attacker)
             .assert_failure(PAM_AUTH_ERR_TEXT);
     }
     // Two failures on A and one on B from one address: no host's count of that source
@@ -116,35 +160,38 @@ fn failures_on_two_hosts_add_up_to_one_lock_which_either_host_lifts() {
     assert_eq!(shown["blocked_sources"], Value::Array(vec![]), "{shown}");
 
     // The fourth failure, on B, locks the account on every host.
-    pamtester_with(None, &service_b, &user.name, &wrong[3], &attacker)
+    pamtester_with(None, service_b, &user.name, &wrong[3], attacker)
         .assert_failure(PAM_AUTH_ERR_TEXT);
-    for agent in [&host_a, &host_b] {
+    for agent in [host_a, host_b] {
         let shown = agent.show(&user.name);
         assert!(!shown["locked_until"].is_null(), "not locked: {shown}");
     }
-    pamtester(&service_a, &user.name, &enrolled.code(now)).assert_failure(PAM_MAXTRIES_TEXT);
+    pamtester(service_a, &user.name, &enrolled.code(now)).assert_failure(PAM_MAXTRIES_TEXT);
 
     // Unlock on B; the right code then works on A.
     host_b.cli(&["unlock", &user.name]).ok();
     let shown = host_a.show(&user.name);
     assert!(shown["locked_until"].is_null(), "{shown}");
-    pamtester(&service_a, &user.name, &enrolled.code(now)).assert_success();
+    pamtester(service_a, &user.name, &enrolled.code(now)).assert_success();
 }
 
 #[test]
 fn sources_are_counted_per_host_and_shown_with_the_host() {
-    let fleet = Fleet::start();
-    let config = "window = 1\n[lockout]\nthreshold = 20\nbase_seconds = 30\nmax_seconds = 900\n\
-                  source_threshold = 2\nsource_base_seconds = 300\n";
-    let host_a = fleet.agent_on("host-a", &fleet.cluster.url(), config);
-    let host_b = fleet.agent_on("host-b", &fleet.cluster.url(), config);
-    let user = TestUser::new();
-    let (enrolled, now) = host_a.enroll_active(&user.name, &[]);
-    let service_a = PamService::totp(&host_a.socket, "");
-    let service_b = PamService::totp(&host_b.socket, "");
-    let attacker = [("rhost", "203.0.113.9")];
+    let TwoHosts {
+        service_a,
+        service_b,
+        host_b,
+        user,
+        enrolled,
+        now,
+        ..
+    } = &TwoHosts::start(
+        "window = 1\n[lockout]\nthreshold = 20\nbase_seconds = 30\nmax_seconds = 900\n\
+         source_threshold = 2\nsource_base_seconds = 300\n",
+    );
+    let (attacker, now) = (&ATTACKER, *now);
     for code in enrolled.wrong_codes(now, 2) {
-        pamtester_with(None, &service_a, &user.name, &code, &attacker)
+        pamtester_with(None, service_a, &user.name, &code, attacker)
             .assert_failure(PAM_AUTH_ERR_TEXT);
     }
     let shown = host_b.show(&user.name);
@@ -152,7 +199,7 @@ fn sources_are_counted_per_host_and_shown_with_the_host() {
     assert_eq!(blocked.len(), 1, "{shown}");
     assert_eq!(blocked[0]["source"], "host-a/rhost:203.0.113.9", "{shown}");
     // The same address is not blocked on host B: it passes there with the right code.
-    pamtester_with(None, &service_b, &user.name, &enrolled.code(now), &attacker).assert_success();
+    pamtester_with(None, service_b, &user.name, &enrolled.code(now), attacker).assert_success();
 }
 
 #[test]
