@@ -5,7 +5,6 @@ use crate::store::StoreError;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 /// Read connections kept open; more readers at once wait for one. Reads are short.
 const MAX_READERS: usize = 4;
@@ -76,10 +75,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path).map_err(read_error)?;
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .map_err(read_error)?;
+    let connection = super::open_connection(path)?;
     // query_only: this connection can never write, whatever a bug asks of it. A small page
     // cache per reader keeps memory flat.
     connection
