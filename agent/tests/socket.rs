@@ -46,6 +46,7 @@ impl Agent {
             max_connections: 64,
             max_per_user: 64,
             io_timeout: Duration::from_millis(500),
+            workers: 8,
         };
         let thread = std::thread::spawn(move || {
             serve(listener, Arc::new(service), &flag, limits).unwrap();

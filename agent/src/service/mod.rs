@@ -20,6 +20,7 @@ use budget::RequestBudget;
 use metrics::Metrics;
 use pam_totp_proto::validate::{self, MAX_BLOCKED_SOURCES_SHOWN};
 use pam_totp_proto::{ApiError, AuditResult, AuthReply, LoginContext, ProfileView, Reply, Request};
+use std::cell::Cell;
 use std::time::Instant;
 
 pub struct Service {
@@ -44,12 +45,14 @@ pub struct Paths {
 /// The caller as the kernel and NSS describe it. Resolved once, before any transaction: no
 /// NSS lookup (which may be a slow LDAP or SSSD call) ever runs under the store's write lock.
 #[derive(Debug, Clone, Copy)]
-struct Caller {
+struct Caller<'a> {
     peer: Peer,
     admin: bool,
     /// A non-root caller past its budget of requests: this request is not logged, nor
     /// audited if it is refused without changing anything (see `budget`).
     quiet: bool,
+    /// Set once the request's login line is written: that line is then its only line.
+    login_logged: &'a Cell<bool>,
 }
 
 /// The account a request acts on: the profile it is held to, and the uid its name resolves
@@ -160,10 +163,12 @@ impl Service {
 
     /// Answers one request and logs it (one line, unless the caller is quiet).
     pub fn handle(&self, peer: Peer, request: Request) -> Result<Reply, ApiError> {
+        let login_logged = Cell::new(false);
         let caller = Caller {
             peer,
             admin: self.is_admin(peer.uid),
             quiet: !self.admit(peer),
+            login_logged: &login_logged,
         };
         let op = request.op();
         // `{:?}` escapes control characters, so an account name cannot forge log lines.
@@ -177,7 +182,7 @@ impl Service {
         if login {
             self.metrics.attempt_took(started.elapsed());
         }
-        if caller.quiet {
+        if caller.quiet || login_logged.get() {
             return result;
         }
         if let Err(error) = &result {
@@ -463,17 +468,22 @@ impl Service {
         if caller.quiet {
             return;
         }
-        let item = |value: &Option<String>| value.clone().unwrap_or_default();
+        fn item(value: &Option<String>) -> &str {
+            value.as_deref().unwrap_or_default()
+        }
         log::info!(
             "login result={result} source={:?} account={account:?} service={:?} rhost={:?} \
-             tty={:?} ruser={:?} host={:?}",
+             tty={:?} ruser={:?} host={:?} uid={} pid={}",
             codes::source_of(caller.peer, context),
             item(&context.service),
             item(&context.rhost),
             item(&context.tty),
             item(&context.ruser),
             self.host,
+            caller.peer.uid,
+            caller.peer.pid,
         );
+        caller.login_logged.set(true);
     }
 
     fn view(&self, record: &ProfileRecord, relation: Relation) -> Result<ProfileView, ApiError> {
