@@ -71,22 +71,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs one statement of the batch's own (BEGIN, COMMIT, savepoints) from the statement
+/// cache: `execute_batch` would parse its text again on every job.
+fn control(connection: &Connection, sql: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(sql)
+        .and_then(|mut statement| statement.execute([]))
+        .map(|_| ())
+        .map_err(write_error)
+}
+
 /// Runs `job` inside a SAVEPOINT: kept on success, undone on failure.
 fn in_savepoint<T>(
     connection: &Connection,
     job: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    connection
-        .execute_batch("SAVEPOINT job")
-        .map_err(write_error)?;
-    let result = job(connection).and_then(|value| {
-        connection
-            .execute_batch("RELEASE job")
-            .map(|()| value)
-            .map_err(write_error)
-    });
+    control(connection, "SAVEPOINT job")?;
+    let result =
+        job(connection).and_then(|value| control(connection, "RELEASE job").map(|()| value));
     if result.is_err() {
-        let _ = connection.execute_batch("ROLLBACK TO job; RELEASE job");
+        let _ = control(connection, "ROLLBACK TO job");
+        let _ = control(connection, "RELEASE job");
     }
     result
 }
@@ -143,10 +148,7 @@ impl Batcher {
         let fate = match &writer.open {
             Some(fate) => Arc::clone(fate),
             None => {
-                writer
-                    .connection
-                    .execute_batch("BEGIN IMMEDIATE")
-                    .map_err(write_error)?;
+                control(&writer.connection, "BEGIN IMMEDIATE")?;
                 let fate = Arc::new(BatchFate::default());
                 writer.open = Some(Arc::clone(&fate));
                 fate
@@ -165,10 +167,7 @@ impl Batcher {
             return result;
         }
         let commit_started = Instant::now();
-        let committed = writer
-            .connection
-            .execute_batch("COMMIT")
-            .map_err(write_error);
+        let committed = control(&writer.connection, "COMMIT");
         self.commit_seconds
             .observe(commit_started.elapsed().as_secs_f64());
         self.batch_jobs.observe(f64::from(writer.jobs));

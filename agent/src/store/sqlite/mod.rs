@@ -136,7 +136,7 @@ fn apply(
         }
         Change::Update(mut record) => {
             record.id = current.as_ref().map_or(0, |c| c.id);
-            update(connection, &record).map_err(write_error)?;
+            update(connection, current.as_ref(), &record).map_err(write_error)?;
             Some(*record)
         }
         Change::Delete => {
@@ -464,6 +464,32 @@ mod tests {
         assert!(records.iter().all(|r| r.id > 0));
         assert_eq!(store.list(None, 100).unwrap().len(), 50);
         assert_eq!(store.get("bulk7").unwrap(), Some(records[7].clone()));
+    }
+
+    #[test]
+    fn an_update_writes_only_what_changed() {
+        let (_dir, store) = open();
+        let mut records = vec![record("erin")];
+        store.insert_many(&mut records).unwrap();
+        let stored = store.get("erin").unwrap().unwrap();
+        let mut changed = stored.clone();
+        changed.last_step = Some(12345);
+        changed.uid = 1001;
+        let writes = |next: &ProfileRecord| {
+            store
+                .batches
+                .write(|connection| {
+                    let before = connection.total_changes();
+                    update(connection, Some(&stored), next).map_err(write_error)?;
+                    Ok(connection.total_changes() - before)
+                })
+                .unwrap()
+        };
+        assert_eq!(writes(&stored), 0, "an unchanged profile is not written");
+        assert_eq!(writes(&changed), 1);
+        assert_eq!(store.get("erin").unwrap(), Some(changed.clone()));
+        // The uid index followed the change.
+        assert_eq!(store.profile_account("alias", Some(1001)).unwrap(), "erin");
     }
 
     #[test]

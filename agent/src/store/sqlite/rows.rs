@@ -162,11 +162,50 @@ pub(super) fn create(tx: &Connection, record: &mut ProfileRecord) -> rusqlite::R
 }
 
 /// Stores new values for the account's existing profile.
-pub(super) fn update(tx: &Connection, record: &ProfileRecord) -> rusqlite::Result<()> {
-    tx.run(
-        &profile_sql().update,
-        rusqlite::params_from_iter(profile_values(record)),
-    )?;
+/// Writes `record` over the profile row it replaces (`stored`, as read in this transaction),
+/// setting only the columns that changed: an index none of whose columns is set is left alone
+/// (a login changes a few counters, never the account or its uid), and an unchanged row is
+/// not written at all.
+pub(super) fn update(
+    tx: &Connection,
+    stored: Option<&ProfileRecord>,
+    record: &ProfileRecord,
+) -> rusqlite::Result<()> {
+    let Some(stored) = stored else {
+        tx.run(
+            &profile_sql().update,
+            rusqlite::params_from_iter(profile_values(record)),
+        )?;
+        return Ok(());
+    };
+    let before = profile_values(stored);
+    let after = profile_values(record);
+    let changed: Vec<usize> = (0..PROFILE_COLUMNS.len())
+        .filter(|&column| before.get(column) != after.get(column))
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let assignments: Vec<String> = changed
+        .iter()
+        .enumerate()
+        .map(|(n, &column)| format!("{} = ?{}", PROFILE_COLUMNS[column], n + 2))
+        .collect();
+    let sql = format!(
+        "UPDATE profiles SET {} WHERE account = ?1",
+        assignments.join(", ")
+    );
+    let values = std::iter::once(ToSqlOutput::Borrowed(ValueRef::Text(
+        stored.account.as_bytes(),
+    )))
+    .chain(
+        after
+            .into_iter()
+            .enumerate()
+            .filter(|(column, _)| changed.contains(column))
+            .map(|(_, value)| value),
+    );
+    tx.run(&sql, rusqlite::params_from_iter(values))?;
     Ok(())
 }
 
