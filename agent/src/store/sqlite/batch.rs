@@ -13,34 +13,40 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::Instant;
 
-/// The fate of one batch, shared by every job in it: `None` until the batch has ended, then
+/// The fate of one batch, shared by every job in it: unset until the batch has ended, then
 /// whether its COMMIT succeeded. Each waiter holds its own batch's handle, so no waiter can
 /// ever read another batch's result, however far behind it falls.
+///
+/// Waiters park one by one and are unparked one by one: a condition variable's wake-all would
+/// have them all queue again on one mutex to read the result (a convoy of context switches
+/// at every commit of a large batch).
 #[derive(Default)]
 struct BatchFate {
-    result: Mutex<Option<Result<(), StoreError>>>,
-    ended: Condvar,
+    result: OnceLock<Result<(), StoreError>>,
+    waiters: Mutex<Vec<Thread>>,
 }
 
 impl BatchFate {
     fn settle(&self, result: Result<(), StoreError>) {
-        *lock(&self.result) = Some(result);
-        self.ended.notify_all();
+        let _ = self.result.set(result);
+        for waiter in std::mem::take(&mut *lock(&self.waiters)) {
+            waiter.unpark();
+        }
     }
 
     fn wait(&self) -> Result<(), StoreError> {
-        let mut result = lock(&self.result);
+        // Registered before looking: a settle after the look unparks this thread, and an
+        // unpark before the park makes the park return at once.
+        lock(&self.waiters).push(std::thread::current());
         loop {
-            if let Some(result) = result.as_ref() {
+            if let Some(result) = self.result.get() {
                 return result.clone();
             }
-            result = self
-                .ended
-                .wait(result)
-                .unwrap_or_else(PoisonError::into_inner);
+            std::thread::park();
         }
     }
 }
