@@ -101,6 +101,7 @@ fn verdict_of(
         source: stores.then_some(source),
         clear_sources: false,
         label: check.label(),
+        audited: true,
     }
 }
 
@@ -244,6 +245,7 @@ impl Service {
         let now = self.clock.now();
         let source = source_of(caller.peer, context);
         let account = target.account.as_str();
+        let mut untried = false;
         let done = self.transact(
             caller,
             target,
@@ -251,6 +253,10 @@ impl Service {
             context,
             Some(&source),
             &mut |relation, current, source_record| {
+                untried = current.is_none() && !target.resolved;
+                if untried {
+                    return Verdict::untried(not_enrolled(account));
+                }
                 self.decide_check(
                     op,
                     relation,
@@ -261,7 +267,11 @@ impl Service {
                     now,
                 )
             },
-        )?;
+        );
+        if untried {
+            return self.check(caller, op, &self.resolved(target)?, code, context);
+        }
+        let done = done?;
         // A login needs no view (and no read of the store's sources for one).
         let view = match (op, done.stored.as_ref()) {
             (Op::Authenticate, _) => None,

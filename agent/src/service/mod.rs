@@ -61,6 +61,11 @@ struct Caller<'a> {
 struct Target {
     account: String,
     uid: Option<u32>,
+    /// Whether `account` came from [`Service::held_to`]. A login's target starts as the name
+    /// itself: a name with a profile of its own is held to that profile (what `held_to` would
+    /// answer), so the store is asked which profile an alias is held to only when the name
+    /// has none (one lookup saved on every login of an enrolled name).
+    resolved: bool,
 }
 
 /// What a rule decided inside a transaction: the answer, what to store, the audit label.
@@ -71,6 +76,8 @@ struct Verdict<T> {
     source: Option<SourceRecord>,
     clear_sources: bool,
     label: AuditResult,
+    /// `false` only for a trial that decided nothing (see [`Verdict::untried`]).
+    audited: bool,
 }
 
 impl<T> Verdict<T> {
@@ -81,6 +88,7 @@ impl<T> Verdict<T> {
             source: None,
             clear_sources: false,
             label,
+            audited: true,
         }
     }
 
@@ -91,6 +99,16 @@ impl<T> Verdict<T> {
             source: None,
             clear_sources: false,
             label,
+            audited: true,
+        }
+    }
+
+    /// Nothing decided, stored, audited or logged: a login's name has no profile of its own,
+    /// and the request is tried again once the name is resolved (see [`Target::resolved`]).
+    fn untried(error: ApiError) -> Self {
+        Self {
+            audited: false,
+            ..Self::refuse(error, AuditResult::NotEnrolled)
         }
     }
 
@@ -101,6 +119,7 @@ impl<T> Verdict<T> {
             source: self.source,
             clear_sources: self.clear_sources,
             label: self.label,
+            audited: self.audited,
         }
     }
 
@@ -344,13 +363,23 @@ impl Service {
         if account != name && self.directory.uid_of(&account) != uid {
             name.clone_into(&mut account);
         }
-        Ok(Target { account, uid })
+        Ok(Target {
+            account,
+            uid,
+            resolved: true,
+        })
+    }
+
+    /// `target` with its name resolved (see [`Target::resolved`]).
+    fn resolved(&self, target: &Target) -> Result<Target, ApiError> {
+        self.held_to(&target.account, target.uid)
     }
 
     /// A login's account. The PAM module resolves the name in the process that is logging in
     /// (the NSS view pam_unix used) and sends the uid; only a root caller's uid is trusted,
     /// anyone else's name is looked up here. A name that resolves to nothing is refused:
-    /// never "not enrolled", which `nullok` would let through.
+    /// never "not enrolled", which `nullok` would let through. The target is the name itself,
+    /// not yet resolved to another name's profile (see [`Target::resolved`]).
     fn login_target(
         &self,
         caller: Caller,
@@ -373,7 +402,11 @@ impl Service {
                     .with_target("account"),
             );
         };
-        self.held_to(name, Some(uid))
+        Ok(Target {
+            account: name.to_owned(),
+            uid: Some(uid),
+            resolved: false,
+        })
     }
 
     /// How the caller stands to the target and its profile: decided from what was resolved
@@ -536,13 +569,15 @@ impl Service {
         let account = target.account.as_str();
         let mut result = None;
         let mut label = AuditResult::Other;
+        let mut audited = true;
         let mut relation = Relation::Stranger;
         let stored = self
             .store
             .transact(account, source, &mut |current, source_record| {
                 relation = self.relation(caller, target, current);
                 let verdict = decide(relation, current, source_record);
-                let audit = (!(caller.quiet && verdict.changes_nothing())).then(|| {
+                audited = verdict.audited;
+                let audit = (audited && !(caller.quiet && verdict.changes_nothing())).then(|| {
                     let mut event = self.event(caller.peer, account, op, context);
                     event.uid = verdict.change.record().or(current).map(|record| record.uid);
                     event.result = verdict.label;
@@ -558,7 +593,9 @@ impl Service {
                 }
             })
             .map_err(|e| self.store_failed(e))?;
-        self.log_attempt(caller, op, account, context, label);
+        if audited {
+            self.log_attempt(caller, op, account, context, label);
+        }
         let value = result.unwrap_or_else(|| Err(ApiError::internal("no decision was made")))?;
         Ok(Done {
             value,

@@ -19,6 +19,9 @@ impl Service {
             .store
             .get(&target.account)
             .map_err(|e| self.store_failed(e))?;
+        if record.is_none() && !target.resolved {
+            return self.probe(caller, &self.resolved(target)?, context, grace);
+        }
         let relation = self.relation(caller, target, record.as_ref());
         if !self.permits(relation, Op::Probe) {
             return Err(denied(Op::Probe));

@@ -194,3 +194,25 @@ fn a_slow_nss_lookup_for_one_user_never_holds_up_roots_logins() {
         "bob has no profile"
     );
 }
+
+/// A login's name is tried as it is first, and resolved only when it has no profile of its
+/// own: an unenrolled name is still refused once, audited once, counted once.
+#[test]
+fn a_login_of_a_name_without_a_profile_is_decided_and_audited_once() {
+    let h = harness();
+    h.active_alice();
+    assert_eq!(
+        code_of(h.call(ROOT, authenticate("bob", None, "123456"))),
+        Some(ErrorCode::NotFound)
+    );
+    assert_eq!(h.audit_results("bob"), ["authenticate:not_enrolled"]);
+    let Ok(Reply::Probe(reply)) = h.call(ROOT, probe("bob", None)) else {
+        panic!("probe bob failed");
+    };
+    assert!(!reply.needs_code);
+    // An enrolled name is held to its own profile, whatever other names share its uid.
+    let Ok(Reply::Probe(reply)) = h.call(ROOT, probe("alice", Some(1000))) else {
+        panic!("probe alice failed");
+    };
+    assert!(reply.needs_code);
+}
