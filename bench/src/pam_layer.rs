@@ -8,7 +8,9 @@
 //! kept loaded by the driver (the per-login work; the targets' figures), once with nothing kept
 //! loaded, so libpam dlopens the stack's modules (and the `other` fallback stack's) at every
 //! pam_start and dlcloses them at pam_end, which is what a process that logs in once (an sshd
-//! session, a sudo run) pays.
+//! session, a sudo run) pays. One difference remains: this driver is a Rust program, so
+//! libgcc_s.so.1 is always loaded here, while C hosts (sshd, su, sudo) load it only for a
+//! module that needs it.
 
 use crate::accounts::BenchAccounts;
 use crate::agent_proc::AgentProcess;
