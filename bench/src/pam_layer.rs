@@ -3,6 +3,14 @@
 //! same secrets: pam_permit (libpam's own cost, the floor), pam_totp, pam_google_authenticator
 //! (one secret file per account with DISALLOW_REUSE and RATE_LIMIT) and pam_oath (one
 //! usersfile).
+//!
+//! The one-thread pass runs twice, on fresh setups: once with every module's shared object
+//! kept loaded by the driver (the per-login work; the targets' figures), once with nothing kept
+//! loaded, so libpam dlopens the stack's modules (and the `other` fallback stack's) at every
+//! pam_start and dlcloses them at pam_end, which is what a process that logs in once (an sshd
+//! session, a sudo run) pays. One difference remains: this driver is a Rust program, so
+//! libgcc_s.so.1 is always loaded here, while C hosts (sshd, su, sudo) load it only for a
+//! module that needs it.
 
 use crate::accounts::BenchAccounts;
 use crate::agent_proc::AgentProcess;
@@ -76,7 +84,14 @@ pub struct LoadResult {
 pub struct PamReport {
     pub machine: Machine,
     pub config: PamConfig,
+    /// The module-kept-loaded passes (the targets' figures).
     pub results: Vec<ModuleResult>,
+    /// One thread, nothing kept loaded: libpam loads every module of the stack (and of the
+    /// `other` fallback stack) at each pam_start and unloads it at pam_end, as in an sshd
+    /// session or a sudo run. Cost is above pam_permit's in the same pass, whose latency
+    /// includes loading the fallback stack.
+    #[serde(default)]
+    pub load_per_login: Vec<ModuleResult>,
     pub load: Vec<LoadResult>,
     pub error_samples: Vec<String>,
 }
@@ -162,6 +177,7 @@ impl PamReport {
     pub fn errors(&self) -> usize {
         self.results
             .iter()
+            .chain(&self.load_per_login)
             .filter(|r| r.failures_are_errors)
             .map(|r| r.failures)
             .sum()
@@ -515,8 +531,9 @@ type Measured = Vec<(Vec<u64>, usize, f64)>;
 
 /// One thread: every account count and every module take turns, account by account (the
 /// first module of each turn rotating), so a disk that is slow for a while (fsync latency
-/// here varies with other writers) weighs on every module and every size alike. All modules
-/// stay loaded for the pass.
+/// here varies with other writers) weighs on every module and every size alike. The shared
+/// objects in `keep` stay loaded for the pass (libpam's own dlopen at each pam_start then only
+/// takes a reference); with `keep` empty, libpam loads and unloads every module at each login.
 fn measure_interleaved(
     setups: &[Setup],
     keep: &[PathBuf],
@@ -549,6 +566,32 @@ fn measure_interleaved(
     }
     drop(pinned);
     Ok(measured)
+}
+
+/// The one-thread pass over every account count: fresh setups (agent database, secret files,
+/// usersfile), so no module refuses a code as already used in an earlier pass.
+fn one_thread_pass(
+    config: &PamConfig,
+    base: &Path,
+    keep: &[PathBuf],
+    pass: &str,
+    errors: &Mutex<Vec<String>>,
+    stacks: &mut Vec<String>,
+) -> Result<Vec<ModuleResult>, String> {
+    let mut setups = Vec::new();
+    for &accounts in &config.accounts {
+        setups.push(Setup::new(config, base, accounts, pass)?);
+    }
+    let measured = measure_interleaved(&setups, keep, errors)?;
+    let mut results = Vec::new();
+    for (setup, m) in setups.into_iter().zip(measured) {
+        results.extend(results_of(&setup, 1, m));
+        if stacks.is_empty() {
+            stacks.clone_from(&setup.lines);
+        }
+        setup.finish(errors)?;
+    }
+    Ok(results)
 }
 
 /// Several threads: one module after the other, each on every account.
@@ -609,11 +652,54 @@ fn results_of(setup: &Setup, threads: usize, measured: Measured) -> Vec<ModuleRe
     results
 }
 
+/// The one-thread cost at p50 of every module in both passes, and pam_totp's as a share of
+/// google-authenticator's (issue 13: at most half, in both passes).
+fn print_side_by_side(kept: &[ModuleResult], per_login: &[ModuleResult]) {
+    let cost = |results: &[ModuleResult], accounts: usize, module: &str| {
+        results
+            .iter()
+            .find(|r| r.threads == 1 && r.accounts == accounts && r.module == module)
+            .map(|r| r.cost_p50_us)
+    };
+    println!(
+        "\none thread, cost p50 us above pam_permit: modules kept loaded / loaded at every pam_start"
+    );
+    let mut accounts: Vec<usize> = per_login.iter().map(|r| r.accounts).collect();
+    accounts.dedup();
+    for n in accounts {
+        let mut line = format!("{n:>8} accounts:");
+        for module in &MODULES[1..] {
+            let shown = |c: Option<f64>| c.map_or("-".to_owned(), us);
+            let _ = write!(
+                line,
+                "  {module} {} / {}",
+                shown(cost(kept, n, module)),
+                shown(cost(per_login, n, module))
+            );
+        }
+        let ratio = |results: &[ModuleResult]| match (
+            cost(results, n, "pam_totp"),
+            cost(results, n, "pam_google_authenticator"),
+        ) {
+            (Some(ours), Some(google)) if google > 0.0 => format!("{:.2}x", ours / google),
+            _ => "-".to_owned(),
+        };
+        let _ = write!(
+            line,
+            "  | pam_totp/google {} / {}",
+            ratio(kept),
+            ratio(per_login)
+        );
+        println!("{line}");
+    }
+}
+
 pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
     let mut machine = Machine::probe(base);
     let errors = Arc::new(Mutex::new(Vec::new()));
     let mut stacks = Vec::new();
     let mut results = Vec::new();
+    let mut load_per_login = Vec::new();
     let paths = module_paths(config)?;
     let fallback = fallback_modules(&module_dir()?);
     let mut load = Vec::new();
@@ -641,20 +727,29 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
             break;
         }
         if threads <= 1 {
-            let mut setups = Vec::new();
-            for &accounts in &config.accounts {
-                setups.push(Setup::new(config, base, accounts, "t1")?);
-            }
             let mut keep = fallback.clone();
             keep.extend(paths.iter().cloned());
-            let measured = measure_interleaved(&setups, &keep, &errors)?;
-            for (setup, m) in setups.into_iter().zip(measured) {
-                results.extend(results_of(&setup, 1, m));
-                if stacks.is_empty() {
-                    stacks.clone_from(&setup.lines);
-                }
-                setup.finish(&errors)?;
+            println!("-- one thread, modules kept loaded --");
+            results.extend(one_thread_pass(
+                config,
+                base,
+                &keep,
+                "t1",
+                &errors,
+                &mut stacks,
+            )?);
+            if crate::interrupted() {
+                break;
             }
+            println!("-- one thread, modules loaded by libpam at every pam_start --");
+            load_per_login.extend(one_thread_pass(
+                config,
+                base,
+                &[],
+                "t1-load",
+                &errors,
+                &mut stacks,
+            )?);
         } else {
             for &accounts in &config.accounts {
                 if crate::interrupted() {
@@ -671,6 +766,7 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
         }
     }
     drop(sink);
+    print_side_by_side(&results, &load_per_login);
     println!("\nloading each module once (dlopen + dlclose, 50 times; paid once per process):");
     for l in &load {
         println!(
@@ -692,6 +788,7 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
         machine,
         config,
         results,
+        load_per_login,
         load,
         error_samples,
     })

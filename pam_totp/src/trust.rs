@@ -37,11 +37,22 @@ pub fn judge(dir: &Path, owner: u32, mode: u32, parent: bool) -> Result<(), Stri
 }
 
 /// Checks the socket's directory and every directory above it (symbolic links resolved).
+///
+/// The usual path (`/run/pam-totp/agent.sock`) names no symbolic link, no `.` and no `..`:
+/// then one lstat(2) per directory shows both that the path is already the resolved one and
+/// what to judge, with no realpath(3) (a readlink(2) per component) before the stats. Any
+/// other path is resolved first, and the resolved directories are checked.
 pub fn check_socket_path(socket: &Path) -> Result<(), String> {
     let parent = socket
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    if let Some(stats) = plain_directories(parent) {
+        for (index, (dir, owner, mode)) in stats.iter().enumerate() {
+            judge(dir, *owner, *mode, index == 0)?;
+        }
+        return Ok(());
+    }
     let parent = std::fs::canonicalize(parent)
         .map_err(|e| format!("cannot resolve {}: {e}", parent.display()))?;
     for (index, dir) in parent.ancestors().enumerate() {
@@ -50,6 +61,29 @@ pub fn check_socket_path(socket: &Path) -> Result<(), String> {
         judge(dir, meta.uid(), meta.mode(), index == 0)?;
     }
     Ok(())
+}
+
+/// Owner and mode of `dir` and of each directory above it (nearest first), when `dir` is an
+/// absolute path without `.`, `..` or repeated slashes and each of them is a directory, not a
+/// symbolic link: then `dir` is its own resolved path. `None` otherwise, or on any error (the
+/// caller then resolves the path and reports what fails).
+fn plain_directories(dir: &Path) -> Option<Vec<(&Path, u32, u32)>> {
+    use std::path::Component;
+    let mut components = dir.components();
+    if components.next() != Some(Component::RootDir)
+        || !components.all(|c| matches!(c, Component::Normal(_)))
+        // components() hides "a//b", "a/./b" and a trailing "/": only a path it would print
+        // back unchanged is taken as is.
+        || dir.as_os_str().len() != dir.components().collect::<PathBuf>().as_os_str().len()
+    {
+        return None;
+    }
+    dir.ancestors()
+        .map(|ancestor| {
+            let meta = std::fs::symlink_metadata(ancestor).ok()?;
+            meta.is_dir().then(|| (ancestor, meta.uid(), meta.mode()))
+        })
+        .collect()
 }
 
 /// The agent client, refusing (as "unavailable") to talk through an untrusted path or to a
@@ -118,6 +152,69 @@ mod tests {
         let _ = std::fs::remove_dir(&dir);
         assert_eq!(verdict.is_ok(), is_root, "{verdict:?}");
         assert!(check_socket_path(Path::new("/nonexistent/dir/agent.sock")).is_err());
+    }
+
+    #[test]
+    fn a_path_with_links_or_dots_is_resolved_before_it_is_judged() {
+        // Plain paths are judged from one lstat per directory, nearest first.
+        let stats = plain_directories(Path::new("/usr/share"));
+        let dirs: Option<Vec<&Path>> = stats.map(|s| s.iter().map(|(d, _, _)| *d).collect());
+        assert_eq!(
+            dirs,
+            Some(vec![
+                Path::new("/usr/share"),
+                Path::new("/usr"),
+                Path::new("/")
+            ])
+        );
+        for odd in [
+            "/usr/./share",
+            "/usr//share",
+            "/usr/share/",
+            "/usr/share/..",
+            "usr",
+        ] {
+            assert!(plain_directories(Path::new(odd)).is_none(), "{odd}");
+        }
+        // A symbolic link anywhere on the path: resolved first.
+        let base = std::env::temp_dir().join(format!("pam-totp-trust-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let real = base.join("real");
+        let link = base.join("link");
+        assert!(std::fs::create_dir_all(real.join("sub")).is_ok());
+        assert!(std::os::unix::fs::symlink(&real, &link).is_ok());
+        assert!(plain_directories(&link.join("sub")).is_none());
+        assert!(plain_directories(&link).is_none());
+        assert!(plain_directories(&real.join("sub")).is_some());
+        // Either way the verdict is the one for the resolved directories.
+        let through_link = check_socket_path(&link.join("sub/agent.sock"));
+        let direct = check_socket_path(&real.join("sub/agent.sock"));
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(
+            through_link.is_ok(),
+            direct.is_ok(),
+            "{through_link:?} {direct:?}"
+        );
+        // A missing directory is not plain; the resolution then names the failure.
+        assert!(plain_directories(Path::new("/nonexistent/dir")).is_none());
+    }
+
+    #[test]
+    fn a_symlink_to_an_untrusted_directory_is_refused() {
+        // /tmp is sticky and root's (trusted above a socket's directory), but not as the
+        // socket's own directory: reached through a link, it is judged as what it is.
+        let link = std::env::temp_dir().join(format!("pam-totp-trust-tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&link);
+        assert!(std::os::unix::fs::symlink("/tmp", &link).is_ok());
+        let verdict = check_socket_path(&link.join("agent.sock"));
+        let _ = std::fs::remove_file(&link);
+        let tmp_sticky = std::fs::metadata("/tmp").is_ok_and(|m| m.mode() & 0o1022 == 0o1022);
+        if tmp_sticky {
+            assert!(
+                verdict.as_ref().is_err_and(|e| e.starts_with("/tmp ")),
+                "{verdict:?}"
+            );
+        }
     }
 
     #[test]
