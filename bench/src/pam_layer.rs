@@ -230,6 +230,9 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The group of the bench accounts (`nogroup`, as `BenchAccounts` creates them).
+const NOGROUP: u32 = 65534;
+
 /// google-authenticator's per-account file: the base32 secret, then its options.
 fn google_file(index: usize) -> String {
     let secret = base32::encode(
@@ -448,15 +451,29 @@ impl Setup {
         let db = db_dir.join("profiles.sqlite3");
         seed::seed(&db, accounts)?;
         let agent = AgentProcess::start(&config.agent_binary, &root, &db)?;
-        // google-authenticator: one secret file per account, root's, 0400.
+        // google-authenticator as its README sets it up: each account's secret file owned by
+        // the account (0400, in a 0700 directory of its own, where it writes the file's next
+        // version), so the module looks the user up (getpwnam_r) and reads and writes as the
+        // user, as pam_totp.so too must look the user up. (`user=root` would spare it the
+        // lookup; the figures before 2026-12-07 were taken so.) Root's directories above are
+        // 0711: traversable, not listable.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| e.to_string())?;
         let google_dir = root.join("google");
         std::fs::create_dir(&google_dir).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&google_dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| e.to_string())?;
         for index in 0..accounts {
-            write_private(
-                &google_dir.join(seed::account(index)),
-                &google_file(index),
-                0o400,
-            )?;
+            let home = google_dir.join(seed::account(index));
+            std::fs::create_dir(&home).map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| e.to_string())?;
+            let file = home.join("secret");
+            write_private(&file, &google_file(index), 0o400)?;
+            for path in [&home, &file] {
+                std::os::unix::fs::chown(path, Some(seed::uid(index)), Some(NOGROUP))
+                    .map_err(|e| format!("chown {}: {e}", path.display()))?;
+            }
         }
         // pam_oath: one usersfile.
         let oath = root.join("users.oath");
@@ -469,7 +486,7 @@ impl Setup {
                 agent.socket.display()
             ),
             format!(
-                "auth required pam_google_authenticator.so secret={}/${{USER}} user=root",
+                "auth required pam_google_authenticator.so secret={}/${{USER}}/secret",
                 google_dir.display()
             ),
             format!(
@@ -500,7 +517,14 @@ impl Setup {
     fn state_bytes(&self, module: &str) -> u64 {
         match module {
             "pam_totp" => seed::db_bytes(&self.db),
-            "pam_google_authenticator" => dir_bytes(&self.google_dir),
+            "pam_google_authenticator" => std::fs::read_dir(&self.google_dir)
+                .map(|homes| {
+                    homes
+                        .filter_map(Result::ok)
+                        .map(|home| dir_bytes(&home.path()))
+                        .sum()
+                })
+                .unwrap_or(0),
             "pam_oath" => std::fs::metadata(&self.oath).map(|m| m.len()).unwrap_or(0),
             _ => 0,
         }
