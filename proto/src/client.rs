@@ -261,7 +261,7 @@ impl Write for NoRealloc<'_> {
     }
 }
 
-/// Counts the bytes written to it and keeps none.
+/// Counts the bytes written to it and keeps none (a request may hold a code).
 struct Counter(usize);
 
 impl Write for Counter {

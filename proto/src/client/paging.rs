@@ -4,7 +4,7 @@
 //! Each takes the one-request call as a closure, so a caller can put its own transport (or a
 //! double, in tests) behind it; [`crate::Client`] has methods that use its own.
 
-use crate::client::ClientError;
+use crate::client::{ClientError, Counter};
 use crate::frame::MAX_FRAME_LEN;
 use crate::message::{
     ImportProfile, LogPage, Reply, Request, RequestEnvelope, MAX_LIST_PAGE, MAX_LOG_PAGE,
@@ -12,7 +12,6 @@ use crate::message::{
 use crate::profile::ProfileView;
 use crate::validate::IMPORT_BATCH;
 use serde::Serialize;
-use std::io::{self, Write};
 use std::ops::Range;
 
 /// Every profile, page by page: one reply holds at most [`MAX_LIST_PAGE`] of them.
@@ -119,19 +118,6 @@ fn encoded_len(value: &impl Serialize) -> usize {
         Ok(()) => counter.0,
         // Cannot happen for these types; a request that cannot be encoded fits nowhere.
         Err(_) => usize::MAX,
-    }
-}
-
-struct Counter(usize);
-
-impl Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 = self.0.saturating_add(buf.len());
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
