@@ -246,6 +246,33 @@ fn hostile_bytes_close_only_their_connection() {
         .is_ok());
 }
 
+/// SIGTERM (the shutdown flag) stops new connections, and the ones already accepted are
+/// still answered: here a request that was still arriving when the flag was set.
+#[test]
+fn a_request_arriving_during_shutdown_is_still_answered() {
+    let mut agent = Agent::start();
+    let mut stream = UnixStream::connect(agent.socket()).unwrap();
+    let mut framed = Vec::new();
+    write_frame(&mut framed, br#"{"v":1,"request":{"op":"status"}}"#).unwrap();
+    stream.write_all(&framed[..3]).unwrap();
+    // Accepted and part-read; then the flag, seen within the loop's 100 ms tick.
+    std::thread::sleep(Duration::from_millis(200));
+    agent.shutdown.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(&framed[3..]).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let reply = read_frame(&mut stream, MAX_FRAME_LEN).unwrap();
+    assert!(
+        String::from_utf8_lossy(&reply).contains("version"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    // And then the agent stops (the drain ends once nothing is open).
+    agent.halt();
+}
+
 #[test]
 fn state_survives_a_restart() {
     let agent = Agent::start();

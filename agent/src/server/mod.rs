@@ -172,19 +172,10 @@ impl Loop {
         }
     }
 
-    /// Stops taking connections and drops those that have not sent a request; returns
-    /// until when the requests already in hand may take.
+    /// Stops taking connections; returns until when those already accepted may take (each
+    /// within its own deadline: a request still arriving is read and answered).
     fn stop_accepting(&mut self) -> Instant {
         let _ = self.epoll.delete(&self.listener);
-        let reading: Vec<u64> = self
-            .waiting
-            .iter()
-            .filter(|(_, (_, phase))| matches!(phase, Phase::Reading(_)))
-            .map(|(token, _)| *token)
-            .collect();
-        for token in reading {
-            self.forget(token);
-        }
         Instant::now() + self.limits.io_timeout + Duration::from_secs(1)
     }
 
@@ -291,13 +282,6 @@ impl Loop {
             return;
         }
         self.waiting.insert(token, (connection, phase));
-    }
-
-    /// Closes a connection without a word.
-    fn forget(&mut self, token: u64) {
-        if let Some((connection, _)) = self.waiting.remove(&token) {
-            let _ = self.epoll.delete(&connection.stream);
-        }
     }
 
     fn drop_expired(&mut self, now: Instant) {
