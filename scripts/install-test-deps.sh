@@ -29,6 +29,7 @@ fi
 #                     pg_ctl, pg_basebackup, pg_dump, psql; run as the `postgres` user it creates)
 #   libssl-dev pkg-config   build postgres-openssl (the agent's TLS to PostgreSQL)
 #   openssl           the CLI: a throwaway CA and server certificate for the TLS tests
+#   systemd-container systemd-nspawn: scripts/systemd-test.sh boots a container of this machine
 packages=(
     gcc g++ libc6-dev make
     libpam0g-dev pamtester oathtool sqlite3
@@ -36,6 +37,7 @@ packages=(
     openssh-server sudo libpam-google-authenticator fail2ban
     python3-prometheus-client
     postgresql libssl-dev pkg-config openssl
+    systemd-container
 )
 
 missing=()

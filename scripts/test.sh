@@ -30,6 +30,10 @@ bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee -a "$log" || status=$?
 # The Debian package: build, lintian, install, a login through the installed module named as
 # bare pam_totp.so, /etc/pam.d untouched, purge leaves nothing (its steps count as tests).
 bash scripts/package-test.sh 2>&1 | tee -a "$log" || status=$?
+# The same .deb under a real systemd, booted in a container of this machine (overlay on a
+# tmpfs): socket activation, every operation under the hardening, restart, the journal,
+# pam-auth-update and purge (its steps count as tests).
+bash scripts/systemd-test.sh 2>&1 | tee -a "$log" || status=$?
 # The benchmarks at tiny sizes: they must keep working (a right code refused, a wrong one
 # accepted or a failed login fails the run); no timing is asserted.
 bash scripts/bench.sh --smoke 2>&1 | tee -a "$log" || status=$?

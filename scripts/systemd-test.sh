@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# The package under a real systemd (issue 14, part 1), as root on Debian 12, on a machine
+# without systemd as PID 1. A container boots from an overlay of this machine's own root
+# (upper and work directories on a tmpfs, so the machine is not touched):
+# `systemd-nspawn -D MERGED -b --private-network --register=no --keep-unit`; commands run in
+# it through `nsenter` on its PID 1. Needs the .deb that scripts/package-test.sh builds
+# (target/debian/pam-totp_*.deb). Each step prints PASS or FAIL; the first failure stops the
+# run, and the container is powered off and the overlay removed whatever happens.
+#   boot             the container reaches multi-user (running or degraded)
+#   install          dpkg -i: the socket is enabled and listening, the agent not started yet
+#   activation       the first connection starts the agent (Type=notify readiness reached),
+#                    its lines reach the journal
+#   operations       under the full hardening: enroll, verify, a login through pamtester and
+#                    its replay refused, log, list, status, import
+#   restart          systemctl restart, and a SIGKILLed agent, both come back on the next
+#                    connection
+#   security         systemd-analyze security of the service (recorded; its exposure printed)
+#   pam-auth-update  --enable pam-totp: a password + code login through common-auth passes, a
+#                    wrong code fails, an unenrolled account passes under the profile's nullok;
+#                    --disable restores common-auth byte for byte
+#   purge            dpkg --purge: common-auth as before, no unit or state left
+# Not yet here: the fleet drop-in reaching a PostgreSQL outside the agent's sandbox.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export DEBIAN_FRONTEND=noninteractive
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+tmp="$(mktemp -d /tmp/pam-totp-systemd-test.XXXXXX)"
+merged="$tmp/merged"
+account="ptsd$$"
+plain="ptsdp$$"
+service=pam-totp-systemd-test
+failed=""
+passed=0
+started_at=$(date +%s)
+nspawn_pid=""
+leader=""
+
+log() { printf '    %s\n' "$*"; }
+fail() { echo "    error: $*" >&2; return 1; }
+
+# A command inside the container (all of its namespaces, its root).
+in_ct() { nsenter -t "$leader" -a "$@"; }
+
+cleanup() {
+    local status=$?
+    if [ -n "$leader" ] && kill -0 "$leader" 2>/dev/null; then
+        in_ct systemctl poweroff --no-block >/dev/null 2>&1 || true
+    fi
+    if [ -n "$nspawn_pid" ]; then
+        for _ in $(seq 1 60); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.5; done
+        kill -KILL "$nspawn_pid" 2>/dev/null || true
+    fi
+    mountpoint -q "$merged" && umount "$merged"
+    mountpoint -q "$tmp" && umount "$tmp"
+    rm -rf "$tmp"
+    # The summary in cargo's format, so scripts/test.sh counts the steps in its total.
+    if [ -n "$failed" ]; then
+        echo "systemd-test: FAIL ($failed) after $(( $(date +%s) - started_at )) s"
+        echo "test result: FAILED. $passed passed; 1 failed; (systemd-test steps)"
+        [ "$status" -ne 0 ] || status=1
+    elif [ "$status" -eq 0 ]; then
+        echo "systemd-test: PASS (all steps) in $(( $(date +%s) - started_at )) s"
+        echo "test result: ok. $passed passed; 0 failed; (systemd-test steps)"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'failed="${failed:-interrupted}"; exit 130' INT TERM
+
+# step NAME FUNCTION: runs FUNCTION, prints PASS or FAIL with its time; a failure ends the run.
+step() {
+    local name=$1 fn=$2 begin status
+    begin=$(date +%s)
+    echo "--- $name"
+    ( set -e; "$fn" )
+    status=$?
+    if [ "$status" -eq 0 ]; then
+        printf 'PASS %-16s (%d s)\n' "$name" $(( $(date +%s) - begin ))
+        passed=$((passed + 1))
+    else
+        printf 'FAIL %-16s (%d s)\n' "$name" $(( $(date +%s) - begin ))
+        failed=$name
+        exit 1
+    fi
+}
+
+# The code of the time step at offset $2 (in steps) from now, for base32 secret $1.
+code_at() { oathtool --totp --base32 -N "@$(( $(date +%s) + $2 * 30 ))" "$1"; }
+# Waits until at least 5 s remain in the current 30 s step.
+clear_of_step_boundary() { while [ $(( 30 - $(date +%s) % 30 )) -le 5 ]; do sleep 1; done; }
+
+deb="$(ls "$target"/debian/pam-totp_*_amd64.deb 2>/dev/null | head -n1)"
+
+boot() {
+    [ -n "$deb" ] || fail "no .deb in $target/debian (scripts/package-test.sh builds it)"
+    command -v systemd-nspawn >/dev/null || fail "systemd-nspawn missing (package systemd-container)"
+    mount -t tmpfs -o size=2G,mode=0755 pam-totp-systemd-test "$tmp"
+    mkdir -p "$tmp/upper" "$tmp/work" "$merged"
+    mount -t overlay overlay -o "lowerdir=/,upperdir=$tmp/upper,workdir=$tmp/work" "$merged"
+    # Debian's build and CI images forbid starting services from maintainer scripts; the
+    # container is a real system.
+    rm -f "$merged/usr/sbin/policy-rc.d"
+    cp "$deb" "$merged/root/pam-totp.deb"
+    setsid systemd-nspawn -q -D "$merged" -b --private-network --register=no --keep-unit \
+        -M "pamtotp$$" </dev/null >"$tmp/console.log" 2>&1 &
+    echo $! > "$tmp/nspawn.pid"
+}
+
+# The container's PID 1 (systemd), once it is there.
+find_leader() {
+    nspawn_pid="$(cat "$tmp/nspawn.pid")"
+    for _ in $(seq 1 100); do
+        leader="$(pgrep -P "$nspawn_pid" -x systemd | head -n1)"
+        [ -n "$leader" ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+wait_booted() {
+    local state
+    state="$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null)" || true
+    log "system state: $state"
+    case "$state" in
+        running | degraded) ;;
+        *) tail -n 30 "$tmp/console.log" | sed 's/^/    | /' >&2; fail "the container did not boot" ;;
+    esac
+    in_ct systemctl --failed --no-legend | sed 's/^/    | failed unit (not ours): /'
+    ! in_ct systemctl --failed --no-legend | grep -q pam-totp || fail "a pam-totp unit failed"
+}
+
+install() {
+    in_ct dpkg -i /root/pam-totp.deb >"$tmp/dpkg.log" 2>&1 \
+        || { tail -n 20 "$tmp/dpkg.log" | sed 's/^/    | /' >&2; fail "dpkg -i failed"; }
+    [ "$(in_ct systemctl is-enabled pam-totp-agent.socket)" = enabled ] || fail "socket not enabled"
+    [ "$(in_ct systemctl is-active pam-totp-agent.socket)" = active ] || fail "socket not listening"
+    local state
+    state="$(in_ct systemctl is-active pam-totp-agent.service || true)"
+    [ "$state" = inactive ] || fail "the agent runs before any connection ($state)"
+    log "socket enabled and listening, agent not started"
+}
+
+activation() {
+    in_ct pam-totp status | sed 's/^/    | /'
+    [ "$(in_ct systemctl is-active pam-totp-agent.service)" = active ] \
+        || fail "the first connection did not start the agent"
+    [ "$(in_ct systemctl show -p Type --value pam-totp-agent.service)" = notify ] \
+        || fail "the service is not Type=notify"
+    in_ct journalctl -u pam-totp-agent.service --no-pager -o cat | sed 's/^/    | journal: /'
+    in_ct journalctl -u pam-totp-agent.service --no-pager -o cat \
+        | grep -q "listening on the socket passed by systemd" || fail "no start line in the journal"
+}
+
+operations() {
+    in_ct useradd -M -s /usr/sbin/nologin "$account"
+    local json secret code
+    json="$(in_ct pam-totp --json enroll "$account")" || fail "enroll failed"
+    secret="$(printf '%s' "$json" | grep -o '"secret":"[^"]*"' | head -n1 | cut -d'"' -f4)"
+    [ -n "$secret" ] || fail "enroll printed no secret"
+    echo "$secret" > "$tmp/secret"
+    clear_of_step_boundary
+    code="$(code_at "$secret" -1)"
+    printf '%s\n' "$code" | in_ct pam-totp verify "$account" - >/dev/null || fail "verify failed"
+    printf 'auth required pam_totp.so\naccount required pam_permit.so\n' \
+        > "$merged/etc/pam.d/$service"
+    code="$(code_at "$secret" 0)"
+    printf '%s\n' "$code" | in_ct pamtester "$service" "$account" authenticate 2>&1 \
+        | sed 's/^/    | /'
+    printf '%s\n' "$code" | in_ct pamtester "$service" "$account" authenticate >/dev/null 2>&1 \
+        && fail "a code was accepted twice"
+    in_ct pam-totp log "$account" | sed 's/^/    | /'
+    in_ct pam-totp --json log "$account" | grep -q '"result":"success"' \
+        || fail "the login is not in the audit log"
+    in_ct pam-totp list | grep -q "$account" || fail "list does not show the profile"
+    # A google-authenticator file, imported under the hardening (its directory is root's).
+    printf 'JBSWY3DPEHPK3PXP\n" TOTP_AUTH\n' > "$merged/root/ga-$plain"
+    chmod 0400 "$merged/root/ga-$plain"
+    in_ct useradd -M -s /usr/sbin/nologin "$plain"
+    in_ct pam-totp import google-authenticator "$plain" "/root/ga-$plain" | sed 's/^/    | /'
+    in_ct pam-totp --json show "$plain" | grep -q '"verified":true' || fail "import did not take"
+    in_ct pam-totp remove "$plain" >/dev/null
+    if in_ct journalctl -u pam-totp-agent.service --no-pager -o cat | grep -q -- "$code"; then
+        fail "a code reached the journal"
+    fi
+    in_ct journalctl -u pam-totp-agent.service --no-pager -o cat | grep -q 'login result=success' \
+        || fail "no login line in the journal"
+}
+
+main_pid() { in_ct systemctl show -p MainPID --value pam-totp-agent.service; }
+
+restart() {
+    local before after
+    before="$(main_pid)"
+    in_ct systemctl restart pam-totp-agent.service
+    in_ct pam-totp status >/dev/null || fail "no answer after systemctl restart"
+    after="$(main_pid)"
+    [ "$after" != "$before" ] && [ "$after" != 0 ] || fail "restart kept pid $before"
+    in_ct kill -KILL "$after"
+    for _ in $(seq 1 50); do
+        [ "$(in_ct systemctl is-active pam-totp-agent.service || true)" != active ] && break
+        sleep 0.1
+    done
+    in_ct pam-totp status >/dev/null || fail "no answer after the agent was killed"
+    [ "$(main_pid)" != "$after" ] || fail "the killed agent did not come back"
+    in_ct pam-totp --json show "$account" | grep -q '"verified":true' || fail "the profile was lost"
+    log "restart: pid $before -> $after; SIGKILL: $after -> $(main_pid)"
+}
+
+security() {
+    in_ct systemd-analyze security --no-pager pam-totp-agent.service >"$tmp/security.log" 2>&1 \
+        || true
+    grep -E '^(✗|→)' "$tmp/security.log" | sed 's/^/    | /'
+    grep -q 'Overall exposure level for pam-totp-agent.service' "$tmp/security.log" \
+        || fail "systemd-analyze security printed no verdict"
+}
+
+pam_auth_update() {
+    local before
+    before="$(in_ct sha256sum /etc/pam.d/common-auth)"
+    in_ct pam-auth-update --enable pam-totp
+    in_ct grep -q 'pam_totp.so nullok' /etc/pam.d/common-auth || fail "common-auth has no pam_totp"
+    printf '@include common-auth\naccount required pam_permit.so\n' > "$merged/etc/pam.d/$service"
+    for user in "$account" "$plain"; do
+        in_ct usermod -s /bin/sh "$user" 2>/dev/null || in_ct useradd -M -s /bin/sh "$user"
+        printf '%s:Pw-%s-9\n' "$user" "$user" | in_ct chpasswd
+    done
+    local secret code
+    secret="$(cat "$tmp/secret")"
+    clear_of_step_boundary
+    code="$(code_at "$secret" 1)"
+    printf 'Pw-%s-9\n000000\n' "$account" | in_ct pamtester "$service" "$account" authenticate \
+        >/dev/null 2>&1 && fail "a wrong code passed common-auth"
+    printf 'Pw-%s-9\n%s\n' "$account" "$code" | in_ct pamtester "$service" "$account" authenticate \
+        2>&1 | sed 's/^/    | /'
+    printf 'Pw-%s-9\n%s\n' "$account" "$code" | in_ct pamtester "$service" "$account" authenticate \
+        >/dev/null 2>&1 && fail "a replayed code passed common-auth"
+    # Password + code: the success above is checked through the audit trail.
+    in_ct pam-totp --json log "$account" | grep -o '"result":"[a-z_]*"' | sort | uniq -c \
+        | sed 's/^/    | /'
+    [ "$(in_ct pam-totp --json log "$account" | grep -o '"result":"success"' | wc -l)" -ge 2 ] \
+        || fail "the password + code login did not pass"
+    printf 'Pw-%s-9\n' "$plain" | in_ct pamtester "$service" "$plain" authenticate >/dev/null 2>&1 \
+        || fail "an unenrolled account did not pass under nullok"
+    in_ct pam-auth-update --disable pam-totp
+    [ "$(in_ct sha256sum /etc/pam.d/common-auth)" = "$before" ] \
+        || fail "--disable did not restore common-auth byte for byte"
+    echo "$before" > "$tmp/common-auth.sha256"
+    log "enable: password + code passes, wrong code and replay fail, nullok lets $plain in; disable: common-auth restored"
+}
+
+purge() {
+    in_ct pam-auth-update --enable pam-totp
+    in_ct dpkg --purge pam-totp >"$tmp/purge.log" 2>&1 \
+        || { tail -n 20 "$tmp/purge.log" | sed 's/^/    | /' >&2; fail "dpkg --purge failed"; }
+    [ "$(in_ct sha256sum /etc/pam.d/common-auth)" = "$(cat "$tmp/common-auth.sha256")" ] \
+        || fail "purge did not restore common-auth"
+    local left
+    left="$(in_ct sh -c 'ls -d /usr/lib/systemd/system/pam-totp* /var/lib/pam-totp /etc/pam-totp /run/pam-totp 2>/dev/null' || true)"
+    [ -z "$left" ] || fail "left behind: $left"
+    in_ct systemctl is-active pam-totp-agent.socket >/dev/null && fail "the socket still listens"
+    return 0
+}
+
+step boot boot
+find_leader || { failed=boot; exit 1; }
+step booted wait_booted
+step install install
+step activation activation
+step operations operations
+step restart restart
+step security security
+step pam-auth-update pam_auth_update
+step purge purge
