@@ -18,8 +18,10 @@
 #   pam-auth-update  --enable pam-totp: a password + code login through common-auth passes, a
 #                    wrong code fails, an unenrolled account passes under the profile's nullok;
 #                    --disable restores common-auth byte for byte
+#   fleet            the shipped fleet.conf drop-in: the agent reaches a PostgreSQL outside its
+#                    sandbox (a cluster in the container on 127.0.0.1), with the password and
+#                    key as systemd credentials; enroll, verify, a login, a replay refused
 #   purge            dpkg --purge: common-auth as before, no unit or state left
-# Not yet here: the fleet drop-in reaching a PostgreSQL outside the agent's sandbox.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -250,6 +252,66 @@ pam_auth_update() {
     log "enable: password + code passes, wrong code and replay fail, nullok lets $plain in; disable: common-auth restored"
 }
 
+# The fleet drop-in: the agent, sandboxed as shipped plus packaging/systemd/fleet.conf, reaches
+# a PostgreSQL outside its sandbox (a throwaway cluster in the container, on 127.0.0.1) with
+# the password and the key handed over as systemd credentials. Everything is put back after.
+fleet() {
+    local bin pg=/var/tmp/pam-totp-pg port=5439 secret code
+    bin="$(in_ct sh -c 'ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1')"
+    [ -n "$bin" ] || fail "no PostgreSQL server in the container"
+    in_ct install -d -o postgres -m 0700 "$pg"
+    echo superpw > "$merged$pg/superuser-password"
+    in_ct chown postgres "$pg/superuser-password"
+    in_ct runuser -u postgres -- "$bin/initdb" -D "$pg/data" -A scram-sha-256 \
+        --pwfile="$pg/superuser-password" -U postgres >/dev/null
+    in_ct runuser -u postgres -- "$bin/pg_ctl" -D "$pg/data" -l "$pg/log" -w \
+        -o "-p $port -k $pg -c listen_addresses=127.0.0.1" start >/dev/null
+    in_ct runuser -u postgres -- env PGPASSWORD=superpw psql -q -h "$pg" -p "$port" -U postgres \
+        -c "CREATE ROLE pamtotp LOGIN PASSWORD 'fleet-pw'" -c "CREATE DATABASE pamtotp OWNER pamtotp"
+    cp "$merged/etc/pam-totp/agent.toml" "$tmp/agent.toml"
+    (umask 077 && head -c 32 /dev/urandom > "$merged/etc/pam-totp/fleet.key" \
+        && echo fleet-pw > "$merged/etc/pam-totp/store-password")
+    cat >> "$merged/etc/pam-totp/agent.toml" <<TOML
+store = "postgres://pamtotp@127.0.0.1:$port/pamtotp?sslmode=disable"
+store_password_file = "/run/credentials/pam-totp-agent.service/store-password"
+store_key_file = "/run/credentials/pam-totp-agent.service/store-key"
+host_name = "container-a"
+TOML
+    in_ct install -D -m 0644 /usr/share/doc/pam-totp/examples/fleet.conf \
+        /etc/systemd/system/pam-totp-agent.service.d/fleet.conf
+    in_ct systemctl daemon-reload
+    in_ct systemctl restart pam-totp-agent.service
+    in_ct pam-totp status | sed 's/^/    | /'
+    in_ct pam-totp status | grep -qi 'postgres' || fail "the agent is not on the fleet store"
+    local user="ptsdf$$"
+    in_ct useradd -M -s /usr/sbin/nologin "$user"
+    secret="$(in_ct pam-totp --json enroll "$user" | grep -o '"secret":"[^"]*"' | head -n1 | cut -d'"' -f4)"
+    [ -n "$secret" ] || fail "enroll on the fleet store failed"
+    clear_of_step_boundary
+    printf '%s\n' "$(code_at "$secret" -1)" | in_ct pam-totp verify "$user" - >/dev/null
+    printf 'auth required pam_totp.so\naccount required pam_permit.so\n' \
+        > "$merged/etc/pam.d/$service"
+    code="$(code_at "$secret" 0)"
+    printf '%s\n' "$code" | in_ct pamtester "$service" "$user" authenticate >/dev/null 2>&1 \
+        || fail "a login through the fleet store was refused"
+    printf '%s\n' "$code" | in_ct pamtester "$service" "$user" authenticate >/dev/null 2>&1 \
+        && fail "a code was accepted twice through the fleet store"
+    [ "$(in_ct runuser -u postgres -- env PGPASSWORD=fleet-pw psql -qtA -h "$pg" -p "$port" \
+        -U pamtotp -d pamtotp -c "SELECT count(*) FROM profiles WHERE account = '$user'")" = 1 ] \
+        || fail "the profile is not in PostgreSQL"
+    log "status, enroll, verify and a login (replay refused) through PostgreSQL on 127.0.0.1:$port"
+    # Back to the packaged setup.
+    in_ct rm -f /etc/systemd/system/pam-totp-agent.service.d/fleet.conf \
+        /etc/pam-totp/fleet.key /etc/pam-totp/store-password
+    in_ct rmdir /etc/systemd/system/pam-totp-agent.service.d
+    cp "$tmp/agent.toml" "$merged/etc/pam-totp/agent.toml"
+    in_ct systemctl daemon-reload
+    in_ct systemctl restart pam-totp-agent.service
+    in_ct pam-totp status | grep -qi 'sqlite' || fail "the agent did not return to SQLite"
+    in_ct userdel "$user"
+    in_ct runuser -u postgres -- "$bin/pg_ctl" -D "$pg/data" -w stop >/dev/null
+}
+
 purge() {
     in_ct pam-auth-update --enable pam-totp
     in_ct dpkg --purge pam-totp >"$tmp/purge.log" 2>&1 \
@@ -272,4 +334,5 @@ step operations operations
 step restart restart
 step security security
 step pam-auth-update pam_auth_update
+step fleet fleet
 step purge purge
