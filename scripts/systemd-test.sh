@@ -11,7 +11,7 @@
 #   activation       the first connection starts the agent (Type=notify readiness reached),
 #                    its lines reach the journal
 #   operations       under the full hardening: enroll, verify, a login through pamtester and
-#                    its replay refused, log, list, status, import
+#                    its replay refused, log, status, an import, and list with 1,200 profiles
 #   restart          systemctl restart, and a SIGKILLed agent, both come back on the next
 #                    connection
 #   security         systemd-analyze security of the service (recorded; its exposure printed)
@@ -183,6 +183,19 @@ operations() {
     in_ct pam-totp import google-authenticator "$plain" "/root/ga-$plain" | sed 's/^/    | /'
     in_ct pam-totp --json show "$plain" | grep -q '"verified":true' || fail "import did not take"
     in_ct pam-totp remove "$plain" >/dev/null
+    # Many profiles: 1,200 accounts imported from a pam_oath usersfile, all listed (more than
+    # one page of the agent's answers).
+    local many=1200 i
+    for i in $(seq 1 "$many"); do
+        printf 'ptsdm%s-%s:*:%s:65534::/:/usr/sbin/nologin\n' "$$" "$i" $((300000 + i))
+    done | in_ct newusers
+    for i in $(seq 1 "$many"); do
+        printf 'HOTP/T30\tptsdm%s-%s\t-\t%040d\n' "$$" "$i" "$i"
+    done > "$merged/root/users.oath"
+    chmod 0600 "$merged/root/users.oath"
+    in_ct pam-totp import oath /root/users.oath | tail -n1 | sed 's/^/    | /'
+    [ "$(in_ct pam-totp --json list | grep -o '"account":"ptsdm' | wc -l)" -eq "$many" ] \
+        || fail "list does not show the $many imported profiles"
     if in_ct journalctl -u pam-totp-agent.service --no-pager -o cat | grep -q -- "$code"; then
         fail "a code reached the journal"
     fi
