@@ -28,6 +28,10 @@ struct Agent {
 
 impl Agent {
     fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::start_in_with(dir, Duration::from_millis(500))
+    }
+
+    fn start_in_with(dir: tempfile::TempDir, io_timeout: Duration) -> Self {
         let socket = dir.path().join("agent.sock");
         let _ = std::fs::remove_file(&socket);
         let store = SqliteStore::open(&dir.path().join("profiles.sqlite3")).unwrap();
@@ -45,7 +49,7 @@ impl Agent {
         let limits = Limits {
             max_connections: 64,
             max_per_user: 64,
-            io_timeout: Duration::from_millis(500),
+            io_timeout,
             workers: 8,
         };
         let thread = std::thread::spawn(move || {
@@ -250,7 +254,8 @@ fn hostile_bytes_close_only_their_connection() {
 /// still answered: here a request that was still arriving when the flag was set.
 #[test]
 fn a_request_arriving_during_shutdown_is_still_answered() {
-    let mut agent = Agent::start();
+    // A deadline far longer than the pauses below: only the shutdown may end the exchange.
+    let mut agent = Agent::start_in_with(tempfile::tempdir().unwrap(), Duration::from_secs(10));
     let mut stream = UnixStream::connect(agent.socket()).unwrap();
     let mut framed = Vec::new();
     write_frame(&mut framed, br#"{"v":1,"request":{"op":"status"}}"#).unwrap();
