@@ -24,6 +24,9 @@
 # (cargo-deb, cargo-generate-rpm) stay. It refuses to run where pam-totp is already installed
 # or its default paths are in use, rather than touch them.
 set -uo pipefail
+SUITE=package-test
+# shellcheck source=scripts/steps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -d "${CARGO_HOME:-$HOME/.cargo}/bin" ]; then
@@ -45,11 +48,6 @@ account="ptpkg$$"
 
 tmp="$(mktemp -d /tmp/pam-totp-package-test.XXXXXX)"
 agent_log="$tmp/agent.log"
-failed=""
-passed=0
-started_at=$(date +%s)
-
-log() { printf '    %s\n' "$*"; }
 
 # Steps run in subshells (so that `set -e` holds inside them); what cleanup must undo is
 # recorded as marker files in $tmp, written before the action they undo.
@@ -76,38 +74,11 @@ cleanup() {
         rm -rf "${state_dirs[@]}"
     fi
     rm -rf "$tmp"
-    # The summary in cargo's format, so scripts/test.sh counts the steps in its total.
-    if [ -n "$failed" ]; then
-        echo "package-test: FAIL ($failed) after $(( $(date +%s) - started_at )) s; the machine was restored"
-        echo "test result: FAILED. $passed passed; 1 failed; (package-test steps)"
-        [ "$status" -ne 0 ] || status=1
-    elif [ "$status" -eq 0 ]; then
-        echo "package-test: PASS (all steps) in $(( $(date +%s) - started_at )) s"
-        echo "test result: ok. $passed passed; 0 failed; (package-test steps)"
-    fi
+    finish_steps "$status" "the machine was restored"
     exit "$status"
 }
 trap cleanup EXIT
 trap 'failed="${failed:-interrupted}"; exit 130' INT TERM
-
-# step NAME FUNCTION: runs FUNCTION, prints PASS or FAIL with its time; a failure ends the run.
-step() {
-    local name=$1 fn=$2 begin status
-    begin=$(date +%s)
-    echo "--- $name"
-    ( set -e; "$fn" )
-    status=$?
-    if [ "$status" -eq 0 ]; then
-        printf 'PASS %-16s (%d s)\n' "$name" $(( $(date +%s) - begin ))
-        passed=$((passed + 1))
-    else
-        printf 'FAIL %-16s (%d s)\n' "$name" $(( $(date +%s) - begin ))
-        failed=$name
-        exit 1
-    fi
-}
-
-fail() { echo "    error: $*" >&2; return 1; }
 
 # Shows the tail of a log when a command fails.
 quiet() {

@@ -23,6 +23,9 @@
 #                    key as systemd credentials; enroll, verify, a login, a replay refused
 #   purge            dpkg --purge: common-auth as before, no unit or state left
 set -uo pipefail
+SUITE=systemd-test
+# shellcheck source=scripts/steps.sh
+. "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DEBIAN_FRONTEND=noninteractive
@@ -33,14 +36,8 @@ merged="$tmp/merged"
 account="ptsd$$"
 plain="ptsdp$$"
 service=pam-totp-systemd-test
-failed=""
-passed=0
-started_at=$(date +%s)
 nspawn_pid=""
 leader=""
-
-log() { printf '    %s\n' "$*"; }
-fail() { echo "    error: $*" >&2; return 1; }
 
 # A command inside the container (all of its namespaces, its root).
 in_ct() { nsenter -t "$leader" -a "$@"; }
@@ -57,36 +54,11 @@ cleanup() {
     mountpoint -q "$merged" && umount "$merged"
     mountpoint -q "$tmp" && umount "$tmp"
     rm -rf "$tmp"
-    # The summary in cargo's format, so scripts/test.sh counts the steps in its total.
-    if [ -n "$failed" ]; then
-        echo "systemd-test: FAIL ($failed) after $(( $(date +%s) - started_at )) s"
-        echo "test result: FAILED. $passed passed; 1 failed; (systemd-test steps)"
-        [ "$status" -ne 0 ] || status=1
-    elif [ "$status" -eq 0 ]; then
-        echo "systemd-test: PASS (all steps) in $(( $(date +%s) - started_at )) s"
-        echo "test result: ok. $passed passed; 0 failed; (systemd-test steps)"
-    fi
+    finish_steps "$status"
     exit "$status"
 }
 trap cleanup EXIT
 trap 'failed="${failed:-interrupted}"; exit 130' INT TERM
-
-# step NAME FUNCTION: runs FUNCTION, prints PASS or FAIL with its time; a failure ends the run.
-step() {
-    local name=$1 fn=$2 begin status
-    begin=$(date +%s)
-    echo "--- $name"
-    ( set -e; "$fn" )
-    status=$?
-    if [ "$status" -eq 0 ]; then
-        printf 'PASS %-16s (%d s)\n' "$name" $(( $(date +%s) - begin ))
-        passed=$((passed + 1))
-    else
-        printf 'FAIL %-16s (%d s)\n' "$name" $(( $(date +%s) - begin ))
-        failed=$name
-        exit 1
-    fi
-}
 
 # The code of the time step at offset $2 (in steps) from now, for base32 secret $1.
 code_at() { oathtool --totp --base32 -N "@$(( $(date +%s) + $2 * 30 ))" "$1"; }
