@@ -184,9 +184,12 @@ fn print_run(r: &RunResult) {
 pub fn bench(config: &AgentConfig, base: &Path) -> Result<AgentReport, String> {
     let mut machine = Machine::probe(base);
     eprintln!(
-        "agent layer: fsync of 4 KiB here takes p50 {} us, p99 {} us",
+        "agent layer: 4 KiB + fdatasync here takes p50 {} us, p99 {} us appended, p50 {} us, \
+         p99 {} us overwritten",
         us(machine.fsync.p50_us),
-        us(machine.fsync.p99_us)
+        us(machine.fsync.p99_us),
+        us(machine.overwrite_sync.p50_us),
+        us(machine.overwrite_sync.p99_us)
     );
     let mut sessions = Vec::new();
     let mut error_samples = Vec::new();
@@ -219,7 +222,7 @@ pub fn bench(config: &AgentConfig, base: &Path) -> Result<AgentReport, String> {
             .map_err(|e| e.to_string())?;
         let db = db_dir.join("profiles.sqlite3");
         let seeded = seed::seed(&db, profiles)?;
-        let fsync = crate::machine::fsync_latency(&db_dir, 50);
+        let fsync = crate::machine::fsync_latency(&db_dir, 50, crate::machine::Growth::Append);
         let agent = AgentProcess::start(&config.agent_binary, dir.path(), &db)?;
         eprintln!(
             "  seeded {profiles} profiles in {:.1} s ({:.1} MiB); fsync there: p50 {} us, p99 {} us; agent pid {}",

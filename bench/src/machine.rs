@@ -3,7 +3,7 @@
 use crate::stats::{nanos, Latency};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Instant;
 
@@ -20,6 +20,11 @@ pub struct Machine {
     /// Latency of one 4 KiB write + fsync where the database lives: the floor under every
     /// acknowledged (durable) verification.
     pub fsync: Latency,
+    /// The same sync after overwriting 4 KiB of a file already written and synced: SQLite's
+    /// WAL once it has wrapped (its size no longer changes, so there is no metadata to
+    /// journal). The floor under a commit of the running agent.
+    #[serde(default)]
+    pub overwrite_sync: Latency,
 }
 
 fn read(path: &str) -> String {
@@ -64,7 +69,8 @@ impl Machine {
             load_start: loadavg(),
             load_end: String::new(),
             started_unix: now_unix(),
-            fsync: fsync_latency(fsync_dir, 50),
+            fsync: fsync_latency(fsync_dir, 50, Growth::Append),
+            overwrite_sync: fsync_latency(fsync_dir, 50, Growth::Overwrite),
         }
     }
 
@@ -73,8 +79,17 @@ impl Machine {
     }
 }
 
-/// Times `rounds` 4 KiB appends, each followed by fsync, in a scratch file in `dir`.
-pub fn fsync_latency(dir: &Path, rounds: usize) -> Latency {
+/// How the probe writes its 4 KiB blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Growth {
+    /// At the end of the file: each sync also journals the new size.
+    Append,
+    /// Over blocks written and synced beforehand: the sync writes the data only.
+    Overwrite,
+}
+
+/// Times `rounds` 4 KiB writes, each followed by fdatasync, in a scratch file in `dir`.
+pub fn fsync_latency(dir: &Path, rounds: usize, growth: Growth) -> Latency {
     let path = dir.join("fsync-probe");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -86,10 +101,20 @@ pub fn fsync_latency(dir: &Path, rounds: usize) -> Latency {
         return Latency::default();
     };
     let block = [0u8; 4096];
+    if growth == Growth::Overwrite {
+        let prepared = (0..rounds).try_for_each(|_| file.write_all(&block));
+        if prepared.and_then(|()| file.sync_all()).is_err() {
+            return Latency::default();
+        }
+    }
     let mut samples = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
+    for round in 0..rounds {
         let start = Instant::now();
-        if file.write_all(&block).is_err() || file.sync_data().is_err() {
+        let written = match growth {
+            Growth::Append => file.write_all(&block),
+            Growth::Overwrite => file.write_all_at(&block, 4096 * round as u64),
+        };
+        if written.and_then(|()| file.sync_data()).is_err() {
             break;
         }
         samples.push(nanos(start.elapsed()));

@@ -80,6 +80,14 @@ pub struct LoadResult {
     pub latency: Latency,
 }
 
+/// One NSS lookup (getpwnam_r) of a bench account, timed for each account once: a cost
+/// pam_totp.so and pam_google_authenticator share at every login, part of both modules' cost.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LookupResult {
+    pub accounts: usize,
+    pub latency: Latency,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PamReport {
     pub machine: Machine,
@@ -93,6 +101,8 @@ pub struct PamReport {
     #[serde(default)]
     pub load_per_login: Vec<ModuleResult>,
     pub load: Vec<LoadResult>,
+    #[serde(default)]
+    pub nss_lookup: Vec<LookupResult>,
     pub error_samples: Vec<String>,
 }
 
@@ -432,7 +442,7 @@ struct Setup {
     names: Vec<CString>,
     lines: Vec<String>,
     _dir: tempfile::TempDir,
-    _accounts: BenchAccounts,
+    accounts_in_nss: BenchAccounts,
 }
 
 impl Setup {
@@ -510,7 +520,7 @@ impl Setup {
             names,
             lines,
             _dir: dir,
-            _accounts: bench_accounts,
+            accounts_in_nss: bench_accounts,
         })
     }
 
@@ -601,10 +611,16 @@ fn one_thread_pass(
     pass: &str,
     errors: &Mutex<Vec<String>>,
     stacks: &mut Vec<String>,
+    lookups: &mut Vec<LookupResult>,
 ) -> Result<Vec<ModuleResult>, String> {
     let mut setups = Vec::new();
     for &accounts in &config.accounts {
-        setups.push(Setup::new(config, base, accounts, pass)?);
+        let setup = Setup::new(config, base, accounts, pass)?;
+        lookups.push(LookupResult {
+            accounts,
+            latency: setup.accounts_in_nss.lookup_latency()?,
+        });
+        setups.push(setup);
     }
     let measured = measure_interleaved(&setups, keep, errors)?;
     let mut results = Vec::new();
@@ -724,6 +740,7 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
     let mut stacks = Vec::new();
     let mut results = Vec::new();
     let mut load_per_login = Vec::new();
+    let mut nss_lookup = Vec::new();
     let paths = module_paths(config)?;
     let fallback = fallback_modules(&module_dir()?);
     let mut load = Vec::new();
@@ -761,6 +778,7 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
                 "t1",
                 &errors,
                 &mut stacks,
+                &mut nss_lookup,
             )?);
             if crate::interrupted() {
                 break;
@@ -773,6 +791,7 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
                 "t1-load",
                 &errors,
                 &mut stacks,
+                &mut Vec::new(),
             )?);
         } else {
             for &accounts in &config.accounts {
@@ -800,6 +819,18 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
             us(l.latency.p99_us)
         );
     }
+    println!(
+        "\none NSS lookup (getpwnam_r) of each account, made by pam_totp and \
+         pam_google_authenticator alike at every login:"
+    );
+    for l in &nss_lookup {
+        println!(
+            "  {:>8} accounts          p50 {:>7} us  p99 {:>7} us",
+            l.accounts,
+            us(l.latency.p50_us),
+            us(l.latency.p99_us)
+        );
+    }
     machine.finish();
     let error_samples = errors
         .lock()
@@ -814,6 +845,7 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
         results,
         load_per_login,
         load,
+        nss_lookup,
         error_samples,
     })
 }

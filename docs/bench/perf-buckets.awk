@@ -6,7 +6,7 @@ BEGIN{RS=""}
 {
   n++
   b="other"
-  if (/__x64_sys_fsync/) b="fsync"
+  if (/__x64_sys_f(data)?sync/) b="fsync"
   else if (/__x64_sys_pwrite64/) b="pwrite (WAL)"
   else if (/__x64_sys_pread64/) b="pread"
   else if (/__x64_sys_fcntl/) b="fcntl (SQLite locks)"
