@@ -8,6 +8,9 @@
 //! - A socket whose path passes the module's directory check but whose listening process is
 //!   not root (the path was swapped between the check and the connect): the module must see
 //!   the peer's uid and refuse, before a byte of the request (the code) is sent.
+//! - A panic inside the module (none is reachable from its inputs, so one is provoked from
+//!   below: the monotonic clock fails): the FFI edge catches it, with the unwinder the module
+//!   carries itself (pam_totp/build.rs), and the login fails; the host is not aborted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -267,5 +270,92 @@ fn a_socket_another_account_bound_is_refused_where_the_path_checks_out() {
             .any(|l| l.contains("pam_totp") && l.contains(&reason)),
         "no pam_totp syslog line says {reason:?}:\n{:#?}",
         &lines[before..]
+    );
+}
+
+/// A shared object for LD_PRELOAD that makes `clock_gettime(CLOCK_MONOTONIC)` fail. Rust's
+/// `Instant::now` panics when the clock fails, and the module's client reads it before it
+/// connects, so the panic happens inside `pam_sm_authenticate`. Other clocks work.
+fn failing_monotonic_clock(dir: &std::path::Path) -> PathBuf {
+    let source = dir.join("clock.c");
+    std::fs::write(
+        &source,
+        r#"#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <time.h>
+int clock_gettime(clockid_t clock, struct timespec *now) {
+    if (clock == CLOCK_MONOTONIC) { errno = EINVAL; return -1; }
+    int (*real)(clockid_t, struct timespec *) =
+        (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    return real(clock, now);
+}
+"#,
+    )
+    .unwrap();
+    let shim = dir.join("failing-clock.so");
+    let out = run(
+        Command::new(require_tool("gcc"))
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&shim)
+            .arg(&source)
+            .arg("-ldl"),
+        None,
+        PROCESS_LIMIT,
+    );
+    assert_eq!(out.code, 0, "gcc: {}", out.output());
+    shim
+}
+
+/// A panic inside pam_sm_authenticate: pamtester (a C host, without libgcc_s loaded) lives,
+/// libpam hears PAM_ABORT, and the login fails. Without a working unwinder in the module the
+/// panic would abort the host (SIGABRT, 134).
+#[test]
+fn a_panic_inside_the_module_fails_the_login_without_killing_the_host() {
+    setup();
+    let user = TestUser::new();
+    let dir = dir_of(0, "pamtotp-e2e-panic-");
+    let socket = dir.path().join("agent.sock");
+    let mut command = Command::new(fake_agent_bin());
+    command.arg("yes").arg(&socket);
+    let (fake, uid) = start_fake(&mut command);
+    assert_eq!(uid, 0);
+    let service = PamService::totp(&socket, "timeout=2");
+    let shim = failing_monotonic_clock(dir.path());
+
+    let pamtester = |preload: Option<&PathBuf>| {
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(r#""$@"; echo "pamtester exit status $?""#)
+            .arg("sh")
+            .arg(require_tool("pamtester"))
+            .args([&service.name, &user.name, "authenticate"]);
+        if let Some(shim) = preload {
+            command.env("LD_PRELOAD", shim);
+        }
+        run(&mut command, Some("123456\n"), PROCESS_LIMIT).output()
+    };
+    // The control: the same login, with a working clock, succeeds (the double says yes).
+    let output = pamtester(None);
+    assert_eq!(exit_status(&output), 0, "control login failed:\n{output}");
+    assert!(fake.wait_line("request", Duration::from_secs(5)).is_some());
+
+    let output = pamtester(Some(&shim));
+    let status = exit_status(&output);
+    assert!(
+        status < 128,
+        "pamtester was killed by signal {} when the module panicked:\n{output}",
+        status - 128
+    );
+    assert_ne!(status, 0, "the login succeeded:\n{output}");
+    // The panic happened (the default hook prints it), and libpam was told PAM_ABORT.
+    assert!(
+        output.contains("panicked"),
+        "no panic was provoked:\n{output}"
+    );
+    assert!(
+        output.contains("Critical error - immediate abort"),
+        "expected PAM_ABORT:\n{output}"
     );
 }
