@@ -10,7 +10,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages, and why:
-#   gcc libc6-dev     link Rust binaries, compile the bundled SQLite
+#   gcc libc6-dev     link Rust binaries, compile the bundled SQLite; gcc also builds the
+#                     LD_PRELOAD shim of the module's panic test
+#   binutils          nm: agent/tests/sqlite_sync.rs reads the agent's imported symbols
 #   g++               compile libFuzzer (libfuzzer-sys) for scripts/fuzz.sh
 #   libpam0g-dev      link the PAM module against libpam
 #   pamtester         drive real libpam in the end-to-end tests and the demo
@@ -31,7 +33,7 @@ fi
 #   openssl           the CLI: a throwaway CA and server certificate for the TLS tests
 #   systemd-container systemd-nspawn: scripts/systemd-test.sh boots a container of this machine
 packages=(
-    gcc g++ libc6-dev make
+    gcc g++ libc6-dev make binutils
     libpam0g-dev pamtester oathtool sqlite3
     passwd util-linux mount e2fsprogs expect procps
     openssh-server sudo libpam-google-authenticator fail2ban

@@ -17,8 +17,8 @@ pub struct Machine {
     pub load_start: String,
     pub load_end: String,
     pub started_unix: i64,
-    /// Latency of one 4 KiB write + fsync where the database lives: the floor under every
-    /// acknowledged (durable) verification.
+    /// Latency of one 4 KiB append + fdatasync where the database lives (each sync also
+    /// journals the file's new size): a durable write of a file that grows.
     pub fsync: Latency,
     /// The same sync after overwriting 4 KiB of a file already written and synced: SQLite's
     /// WAL once it has wrapped (its size no longer changes, so there is no metadata to
