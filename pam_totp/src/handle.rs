@@ -181,6 +181,36 @@ fn from_pam(code: &PamResultCode) -> PamCode {
     }
 }
 
+/// Sends a panic's place (file and line, never its message, which could quote a value) to
+/// syslog (LOG_AUTHPRIV, where the module's other lines go) instead of the host's stderr: a
+/// panic inside the module is a bug whose only trace an administrator would otherwise not
+/// see, and the host's stderr may be the user's terminal (su, sudo). The hook belongs to this
+/// module's own copy of Rust's runtime, so it touches no other Rust code in the host.
+pub fn report_panics_to_syslog() {
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let place = info
+                .location()
+                .map_or_else(String::new, |at| format!(" at {}:{}", at.file(), at.line()));
+            let Ok(line) = CString::new(format!(
+                "pam_totp: internal error{place}; the login is refused (PAM_ABORT)"
+            )) else {
+                return;
+            };
+            // SAFETY: the format is the constant "%s" and its one argument a NUL-terminated
+            // string that outlives the call.
+            unsafe {
+                libc::syslog(
+                    libc::LOG_AUTHPRIV | libc::LOG_ERR,
+                    c"%s".as_ptr(),
+                    line.as_ptr(),
+                );
+            }
+        }));
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ pam_hooks!(PamTotp);
 
 impl PamHooks for PamTotp {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        handle::report_panics_to_syslog();
         let mut io = HandleIo::new(pamh);
         let options = match Options::from_cstrs(&args) {
             Ok(options) => options,

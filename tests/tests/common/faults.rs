@@ -208,7 +208,19 @@ impl SyslogCapture {
 
     /// `pamtester SERVICE USER authenticate` as root with `code` typed, its syslog captured.
     pub fn pamtester(&self, service: &PamService, user: &str, code: &str) -> PamOut {
+        self.pamtester_with_env(service, user, code, &[])
+    }
+
+    /// [`Self::pamtester`] with `env` added to pamtester's environment (LD_PRELOAD, say).
+    pub fn pamtester_with_env(
+        &self,
+        service: &PamService,
+        user: &str,
+        code: &str,
+        env: &[(&str, &Path)],
+    ) -> PamOut {
         let mut command = Command::new(require_tool("unshare"));
+        command.envs(env.iter().copied());
         command
             .args(["--mount", "--propagation", "private", "--"])
             .arg("/bin/sh")
