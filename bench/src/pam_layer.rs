@@ -734,6 +734,17 @@ fn print_side_by_side(kept: &[ModuleResult], per_login: &[ModuleResult]) {
     }
 }
 
+fn print_latencies(title: &str, rows: impl Iterator<Item = (String, Latency)>) {
+    println!("\n{title}:");
+    for (name, latency) in rows {
+        println!(
+            "  {name:<25} p50 {:>7} us  p99 {:>7} us",
+            us(latency.p50_us),
+            us(latency.p99_us)
+        );
+    }
+}
+
 pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
     let mut machine = Machine::probe(base);
     let errors = Arc::new(Mutex::new(Vec::new()));
@@ -810,27 +821,17 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
     }
     drop(sink);
     print_side_by_side(&results, &load_per_login);
-    println!("\nloading each module once (dlopen + dlclose, 50 times; paid once per process):");
-    for l in &load {
-        println!(
-            "  {:<25} p50 {:>7} us  p99 {:>7} us",
-            l.module,
-            us(l.latency.p50_us),
-            us(l.latency.p99_us)
-        );
-    }
-    println!(
-        "\none NSS lookup (getpwnam_r) of each account, made by pam_totp and \
-         pam_google_authenticator alike at every login:"
+    print_latencies(
+        "loading each module once (dlopen + dlclose, 50 times; paid once per process)",
+        load.iter().map(|l| (l.module.clone(), l.latency)),
     );
-    for l in &nss_lookup {
-        println!(
-            "  {:>8} accounts          p50 {:>7} us  p99 {:>7} us",
-            l.accounts,
-            us(l.latency.p50_us),
-            us(l.latency.p99_us)
-        );
-    }
+    print_latencies(
+        "one NSS lookup (getpwnam_r) of each account, made by pam_totp and \
+         pam_google_authenticator alike at every login",
+        nss_lookup
+            .iter()
+            .map(|l| (format!("{} accounts", l.accounts), l.latency)),
+    );
     machine.finish();
     let error_samples = errors
         .lock()

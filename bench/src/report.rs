@@ -4,7 +4,7 @@ use crate::agent_layer::{AgentReport, RunResult};
 use crate::fleet_layer::FleetReport;
 use crate::fleet_report;
 use crate::pam_layer::{ModuleResult, PamReport};
-use crate::stats::us;
+use crate::stats::{us, Latency};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -108,43 +108,53 @@ fn pam_table(text: &mut String, report: &PamReport) {
         let _ = writeln!(text);
         pam_rows(text, &report.load_per_login);
     }
-    let _ = writeln!(text);
-    let _ = writeln!(
+    let load: Vec<(String, Latency)> = report
+        .load
+        .iter()
+        .map(|l| (l.module.clone(), l.latency))
+        .collect();
+    latency_table(
         text,
         "Loading each module (dlopen + dlclose with nothing else holding it, 50 times; paid once \
-         per process that logs in, e.g. each sshd session or sudo run, on top of the cost above):"
+         per process that logs in, e.g. each sshd session or sudo run, on top of the cost above):",
+        ("module", "load"),
+        &load,
     );
-    let _ = writeln!(text);
-    let _ = writeln!(text, "| module | load p50 us | load p99 us |");
-    let _ = writeln!(text, "|---|---:|---:|");
-    for l in &report.load {
-        let _ = writeln!(
-            text,
-            "| {} | {} | {} |",
-            l.module,
-            us(l.latency.p50_us),
-            us(l.latency.p99_us)
-        );
-    }
-    if !report.nss_lookup.is_empty() {
-        let _ = writeln!(text);
-        let _ = writeln!(
+    let lookups: Vec<(String, Latency)> = report
+        .nss_lookup
+        .iter()
+        .map(|l| (l.accounts.to_string(), l.latency))
+        .collect();
+    if !lookups.is_empty() {
+        latency_table(
             text,
             "One NSS lookup (getpwnam_r) of each bench account, which pam_totp.so and \
-             pam_google_authenticator both make at every login (part of both costs above):"
+             pam_google_authenticator both make at every login (part of both costs above):",
+            ("accounts", "lookup"),
+            &lookups,
         );
-        let _ = writeln!(text);
-        let _ = writeln!(text, "| accounts | lookup p50 us | lookup p99 us |");
-        let _ = writeln!(text, "|---:|---:|---:|");
-        for l in &report.nss_lookup {
-            let _ = writeln!(
-                text,
-                "| {} | {} | {} |",
-                l.accounts,
-                us(l.latency.p50_us),
-                us(l.latency.p99_us)
-            );
-        }
+    }
+}
+
+/// A paragraph, then a table of p50 and p99 by `what` (its column header) for each row.
+fn latency_table(
+    text: &mut String,
+    intro: &str,
+    (what, measured): (&str, &str),
+    rows: &[(String, Latency)],
+) {
+    let _ = writeln!(text);
+    let _ = writeln!(text, "{intro}");
+    let _ = writeln!(text);
+    let _ = writeln!(text, "| {what} | {measured} p50 us | {measured} p99 us |");
+    let _ = writeln!(text, "|---|---:|---:|");
+    for (name, latency) in rows {
+        let _ = writeln!(
+            text,
+            "| {name} | {} | {} |",
+            us(latency.p50_us),
+            us(latency.p99_us)
+        );
     }
 }
 
