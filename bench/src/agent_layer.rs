@@ -4,6 +4,7 @@
 use crate::agent_proc::AgentProcess;
 use crate::load::{self, Allocator, Limits, Measured};
 use crate::machine::Machine;
+use crate::procstat::Usage;
 use crate::seed;
 use crate::stats::{us, Latency};
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,11 @@ pub struct RunResult {
     pub latency: Latency,
     /// Agent CPU (user + system) per request, from /proc/PID/stat.
     pub agent_cpu_us_per_request: f64,
+    /// The agent's context switches (all its threads) per request, from
+    /// /proc/PID/task/*/status: the hand-offs between threads, unaffected by how busy the
+    /// machine is otherwise.
+    #[serde(default)]
+    pub agent_switches_per_request: f64,
     /// The load generator's own CPU per request (it shares the machine's cores).
     pub client_cpu_us_per_request: f64,
     pub agent_rss_kib: u64,
@@ -83,7 +89,7 @@ fn run(
         duration: Duration::from_secs_f64(config.duration_s),
         max_requests: config.max_requests,
     };
-    let cpu_before = agent.cpu_time();
+    let before = agent.usage();
     let mut measured = load::drive(
         std::slice::from_ref(&agent.socket),
         allocator,
@@ -91,13 +97,13 @@ fn run(
         clients,
         limits,
     );
-    let cpu = agent.cpu_time().saturating_sub(cpu_before);
+    let used = agent.usage().since(before);
     error_samples.append(&mut measured.error_samples);
     RunResult::new(
         profiles,
         clients,
         &measured,
-        cpu,
+        used,
         agent.rss_kib(),
         seed::db_bytes(db),
     )
@@ -110,7 +116,7 @@ impl RunResult {
         profiles: usize,
         clients: usize,
         measured: &Measured,
-        agent_cpu: Duration,
+        agent: Usage,
         agent_rss_kib: u64,
         db_bytes: u64,
     ) -> Self {
@@ -130,7 +136,12 @@ impl RunResult {
                 0.0
             },
             latency: measured.latency,
-            agent_cpu_us_per_request: load::per_request(agent_cpu, requests),
+            agent_cpu_us_per_request: load::per_request(agent.cpu, requests),
+            agent_switches_per_request: if requests > 0 {
+                agent.switches as f64 / requests as f64
+            } else {
+                0.0
+            },
             client_cpu_us_per_request: load::per_request(measured.own_cpu, requests),
             agent_rss_kib,
             db_bytes,
@@ -141,7 +152,7 @@ impl RunResult {
 
 fn print_header() {
     println!(
-        "{:>9} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8} {:>9} {:>8} {:>7} {:>6}",
+        "{:>9} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>8} {:>9} {:>8} {:>7} {:>6}",
         "profiles",
         "clients",
         "requests",
@@ -150,6 +161,7 @@ fn print_header() {
         "p99 us",
         "max us",
         "agent cpu",
+        "agent cs",
         "bench cpu",
         "rss MiB",
         "db MiB",
@@ -161,7 +173,7 @@ fn print_header() {
 
 fn print_run(r: &RunResult) {
     println!(
-        "{:>9} {:>7} {:>8} {:>9.0} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8.1} {:>9.1} {:>8} {:>7} {:>6}",
+        "{:>9} {:>7} {:>8} {:>9.0} {:>9} {:>9} {:>9} {:>10} {:>8.1} {:>10} {:>8.1} {:>9.1} {:>8} {:>7} {:>6}",
         r.profiles,
         r.clients,
         r.requests,
@@ -170,6 +182,7 @@ fn print_run(r: &RunResult) {
         us(r.latency.p99_us),
         us(r.latency.max_us),
         us(r.agent_cpu_us_per_request),
+        r.agent_switches_per_request,
         us(r.client_cpu_us_per_request),
         r.agent_rss_kib as f64 / 1024.0,
         r.db_bytes as f64 / 1024.0 / 1024.0,

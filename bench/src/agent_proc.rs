@@ -144,9 +144,9 @@ impl AgentProcess {
             .unwrap_or(0)
     }
 
-    /// User + system CPU time the agent has used so far.
-    pub fn cpu_time(&self) -> Duration {
-        crate::procstat::cpu_of(self.pid())
+    /// CPU time and context switches the agent has used so far.
+    pub fn usage(&self) -> crate::procstat::Usage {
+        crate::procstat::Usage::of(self.pid())
     }
 
     pub fn log_tail(&self) -> String {

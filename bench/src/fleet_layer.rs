@@ -10,7 +10,7 @@ use crate::agent_proc::AgentProcess;
 use crate::load::{self, Allocator, Limits};
 use crate::machine::Machine;
 use crate::pg_cluster::BenchCluster;
-use crate::procstat;
+use crate::procstat::{self, Usage};
 use crate::seed;
 use crate::stats::us;
 use serde::{Deserialize, Serialize};
@@ -230,7 +230,7 @@ impl Deployment {
     ) -> Option<FleetRun> {
         let (agents, allocator) = self.route(setup)?;
         let sockets: Vec<PathBuf> = agents.iter().map(|a| a.socket.clone()).collect();
-        let agent_cpu = || agents.iter().map(|a| a.cpu_time()).sum::<Duration>();
+        let agent_usage = || agents.iter().map(|a| a.usage()).sum::<Usage>();
         let db_cpu = || {
             self.cluster
                 .as_ref()
@@ -241,11 +241,11 @@ impl Deployment {
         // The allocator may wait for a fresh time step: measure the machine after that.
         load::wait_for_fresh_accounts(allocator, limits.max_requests.min(profiles));
         let (agent_before, db_before, machine_before) =
-            (agent_cpu(), db_cpu(), procstat::machine_cpu());
+            (agent_usage(), db_cpu(), procstat::machine_cpu());
         let mut measured = load::drive(&sockets, allocator, profiles, clients, limits);
         let machine_after = procstat::machine_cpu();
         let (agent_used, db_used) = (
-            agent_cpu().saturating_sub(agent_before),
+            agent_usage().since(agent_before),
             db_cpu().saturating_sub(db_before),
         );
         error_samples.append(&mut measured.error_samples);

@@ -38,6 +38,61 @@ pub fn cpu_of(pid: u32) -> Duration {
     ticks(field(&fields, 11) + field(&fields, 12))
 }
 
+/// What a process has used so far: CPU time (user + system) and context switches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu: Duration,
+    /// Voluntary and involuntary, over its live threads: a request handed from thread to
+    /// thread shows here whatever else the machine is doing, unlike its CPU time.
+    pub switches: u64,
+}
+
+impl Usage {
+    pub fn of(pid: u32) -> Self {
+        Self {
+            cpu: cpu_of(pid),
+            switches: context_switches(pid),
+        }
+    }
+
+    /// What was used between `before` and `self`.
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            cpu: self.cpu.saturating_sub(before.cpu),
+            switches: self.switches.saturating_sub(before.switches),
+        }
+    }
+}
+
+impl std::iter::Sum for Usage {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| Self {
+            cpu: a.cpu + b.cpu,
+            switches: a.switches + b.switches,
+        })
+    }
+}
+
+/// Context switches of every live thread of `pid` (`voluntary_ctxt_switches` and
+/// `nonvoluntary_ctxt_switches` of /proc/PID/task/*/status).
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter_map(|line| line.split_once(':'))
+                .filter(|(key, _)| key.ends_with("ctxt_switches"))
+                .filter_map(|(_, value)| value.trim().parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// User + system CPU time of `root`, its live children, and the children it has reaped
 /// (their time is added to its cutime/cstime when it waits for them): for a postmaster, every
 /// server process it ever forked.
@@ -99,5 +154,22 @@ mod tests {
         assert!(tree_cpu(me) >= own);
         let (busy, all) = machine_cpu();
         assert!(busy > Duration::ZERO && all >= busy);
+    }
+
+    #[test]
+    fn a_thread_that_sleeps_switches() {
+        let before = Usage::of(std::process::id());
+        std::thread::spawn(|| {
+            for _ in 0..5 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .join()
+        .unwrap_or_default();
+        // The spawned thread has exited (its switches went with it); this thread waited in
+        // join and slept: count this thread's own.
+        std::thread::sleep(Duration::from_millis(1));
+        let used = Usage::of(std::process::id()).since(before);
+        assert!(used.switches >= 1, "{used:?}");
     }
 }

@@ -48,17 +48,17 @@ fn machine_lines(text: &mut String, label: &str, m: &crate::machine::Machine) {
 fn agent_table(text: &mut String, report: &AgentReport) {
     let _ = writeln!(
         text,
-        "| profiles | clients | requests | verifications/s | p50 ms | p99 ms | max ms | agent CPU us/verification | bench CPU us/verification | refused (retried) | ended by | agent RSS MiB | database MiB |"
+        "| profiles | clients | requests | verifications/s | p50 ms | p99 ms | max ms | agent CPU us/verification | agent context switches/verification | bench CPU us/verification | refused (retried) | ended by | agent RSS MiB | database MiB |"
     );
     let _ = writeln!(
         text,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
     );
     for session in &report.sessions {
         for r in &session.runs {
             let _ = writeln!(
                 text,
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} | {:.1} | {:.1} |",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.1} | {} | {} | {} | {:.1} | {:.1} |",
                 r.profiles,
                 r.clients,
                 r.requests,
@@ -67,6 +67,7 @@ fn agent_table(text: &mut String, report: &AgentReport) {
                 r.latency.p99_us / 1000.0,
                 r.latency.max_us / 1000.0,
                 us(r.agent_cpu_us_per_request),
+                r.agent_switches_per_request,
                 us(r.client_cpu_us_per_request),
                 r.retried,
                 r.ended_by,
