@@ -46,6 +46,15 @@ fn start_fake(command: &mut Command) -> (Background, u32) {
     (fake, uid)
 }
 
+/// The fake agent run by root, saying yes to every request, listening at `socket`.
+fn root_fake_saying_yes(socket: &std::path::Path) -> Background {
+    let mut command = Command::new(fake_agent_bin());
+    command.arg("yes").arg(socket);
+    let (fake, uid) = start_fake(&mut command);
+    assert_eq!(uid, 0);
+    fake
+}
+
 /// The CPUs this thread may run on (`Cpus_allowed_list` of /proc/thread-self/status).
 fn allowed_cpus() -> String {
     let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
@@ -217,10 +226,7 @@ fn a_socket_another_account_bound_is_refused_where_the_path_checks_out() {
     // The control: a root-run impostor behind the link.
     let root_dir = dir_of(0, "pamtotp-e2e-rootfake-");
     let root_socket = root_dir.path().join("agent.sock");
-    let mut command = Command::new(fake_agent_bin());
-    command.arg("yes").arg(&root_socket);
-    let (root_fake, uid) = start_fake(&mut command);
-    assert_eq!(uid, 0);
+    let root_fake = root_fake_saying_yes(&root_socket);
     std::os::unix::fs::symlink(&root_socket, &link).unwrap();
     capture
         .pamtester(&service, &victim.name, "000000")
@@ -317,10 +323,7 @@ fn a_panic_inside_the_module_fails_the_login_without_killing_the_host() {
     let user = TestUser::new();
     let dir = dir_of(0, "pamtotp-e2e-panic-");
     let socket = dir.path().join("agent.sock");
-    let mut command = Command::new(fake_agent_bin());
-    command.arg("yes").arg(&socket);
-    let (fake, uid) = start_fake(&mut command);
-    assert_eq!(uid, 0);
+    let fake = root_fake_saying_yes(&socket);
     let service = PamService::totp(&socket, "timeout=2");
     let shim = failing_monotonic_clock(dir.path());
     let capture = SyslogCapture::start();
