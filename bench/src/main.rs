@@ -26,6 +26,7 @@ mod procstat;
 mod report;
 mod seed;
 mod stats;
+mod syslog_sink;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -122,6 +123,13 @@ enum Command {
         /// Unix time [default: now].
         #[arg(long)]
         at: Option<i64>,
+    },
+    /// (Internal) the PAM layer's discarding /dev/log, run as its own process so the login
+    /// process stays single-threaded, as sshd and sudo are.
+    #[command(hide = true)]
+    SyslogSink {
+        #[arg(long)]
+        path: PathBuf,
     },
     /// SVG charts from OUT/agent.json, OUT/fleet.json and OUT/pam.json.
     Charts {
@@ -283,6 +291,7 @@ fn run(args: Args) -> Result<(), String> {
             println!("{}", seed::code(&seed::secret(account), step).as_str());
             Ok(())
         }
+        Command::SyslogSink { path } => syslog_sink::run(&path),
         Command::Charts { out, copy_to } => {
             let written = chart::render(&out)?;
             for path in &written {

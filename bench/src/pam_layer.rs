@@ -372,63 +372,6 @@ fn print_result(r: &ModuleResult) {
     );
 }
 
-/// A discarding syslog socket at /dev/log while the PAM layer runs, when the machine has
-/// none: glibc's syslog() otherwise falls back to writing each message to /dev/console,
-/// which on a serial console costs milliseconds and is not what a host with journald or
-/// rsyslog pays. Removed when dropped.
-struct SyslogSink {
-    path: PathBuf,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<u64>>,
-}
-
-impl SyslogSink {
-    fn start() -> Option<Self> {
-        let path = PathBuf::from("/dev/log");
-        if std::fs::symlink_metadata(&path).is_ok() {
-            // A socket nobody listens on (left by a bench that was killed) is replaced;
-            // anything else is the system's.
-            let probe = std::os::unix::net::UnixDatagram::unbound().ok()?;
-            match probe.connect(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    std::fs::remove_file(&path).ok()?;
-                }
-                _ => return None,
-            }
-        }
-        let socket = std::os::unix::net::UnixDatagram::bind(&path).ok()?;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
-        let _ = socket.set_read_timeout(Some(Duration::from_millis(100)));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut buffer = vec![0u8; 8192];
-            let mut messages = 0u64;
-            while !flag.load(Ordering::Relaxed) {
-                if socket.recv(&mut buffer).is_ok() {
-                    messages += 1;
-                }
-            }
-            messages
-        });
-        Some(Self {
-            path,
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for SyslogSink {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// One account count's world: an agent seeded with the accounts, google-authenticator's
 /// secret files, pam_oath's usersfile, and a PAM service per module. Removed when dropped.
 struct Setup {
@@ -573,6 +516,7 @@ fn measure_interleaved(
     keep: &[PathBuf],
     errors: &Mutex<Vec<String>>,
 ) -> Result<Vec<Measured>, String> {
+    single_threaded()?;
     let pinned = pam_ffi::Pinned::new(keep)?;
     let mut measured: Vec<Measured> = setups
         .iter()
@@ -600,6 +544,22 @@ fn measure_interleaved(
     }
     drop(pinned);
     Ok(measured)
+}
+
+/// sshd and sudo authenticate in a single-threaded process. A second thread here would make
+/// each set*id call of a module (google-authenticator's privilege drops) signal it and wait,
+/// a cost no real host pays, so the one-thread pass refuses to run beside one.
+fn single_threaded() -> Result<(), String> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| format!("read /proc/self/task: {e}"))?
+        .count();
+    if threads == 1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "the one-thread PAM pass needs a single-threaded process, this one has {threads} threads"
+        ))
+    }
 }
 
 /// The one-thread pass over every account count: fresh setups (agent database, secret files,
@@ -763,9 +723,9 @@ pub fn bench(config: &PamConfig, base: &Path) -> Result<PamReport, String> {
             latency: Latency::from_nanos(samples),
         });
     }
-    let sink = SyslogSink::start();
+    let sink = crate::syslog_sink::SyslogSink::start();
     let syslog = if sink.is_some() {
-        "bench sink"
+        "bench sink, a separate process"
     } else {
         "system"
     };
