@@ -3,7 +3,7 @@
 
 use pam_totp_agent::clock::SystemClock;
 use pam_totp_agent::config::Config;
-use pam_totp_agent::directory::Nss;
+use pam_totp_agent::directory::{Directory, Nss};
 use pam_totp_agent::server::{serve, Limits};
 use pam_totp_agent::service::Service;
 use pam_totp_agent::store::SqliteStore;
@@ -32,12 +32,20 @@ impl Agent {
     }
 
     fn start_in_with(dir: tempfile::TempDir, io_timeout: Duration) -> Self {
+        Self::start_with(dir, io_timeout, Box::new(Nss))
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        io_timeout: Duration,
+        directory: Box<dyn Directory>,
+    ) -> Self {
         let socket = dir.path().join("agent.sock");
         let _ = std::fs::remove_file(&socket);
         let store = SqliteStore::open(&dir.path().join("profiles.sqlite3")).unwrap();
         let service = Service::new(
             Box::new(store),
-            Box::new(Nss),
+            directory,
             Box::new(SystemClock),
             Config::default(),
             "testhost".into(),
@@ -248,6 +256,66 @@ fn hostile_bytes_close_only_their_connection() {
             limit: None,
         })
         .is_ok());
+}
+
+/// NSS, plus the accounts `bulkN`, as many as a test needs without creating users.
+struct WithBulkAccounts;
+
+const BULK_UID: u32 = 3_000_000;
+
+impl Directory for WithBulkAccounts {
+    fn uid_of(&self, account: &str) -> Option<u32> {
+        match account.strip_prefix("bulk").map(str::parse::<u32>) {
+            Some(Ok(n)) => Some(BULK_UID + n),
+            _ => Nss.uid_of(account),
+        }
+    }
+
+    fn is_member(&self, uid: u32, group: &str) -> bool {
+        Nss.is_member(uid, group)
+    }
+
+    fn name_of(&self, uid: u32) -> Option<String> {
+        match uid.checked_sub(BULK_UID) {
+            Some(n) => Some(format!("bulk{n}")),
+            None => Nss.name_of(uid),
+        }
+    }
+}
+
+/// A reply larger than the socket can hold (a page of 1,000 profiles, some 300 KB against a
+/// default send buffer of 208 KiB) is finished later, by whichever worker epoll wakes when the
+/// client reads, while the client takes its time.
+#[test]
+fn a_reply_larger_than_the_socket_buffer_reaches_a_slow_reader_whole() {
+    let agent = Agent::start_with(
+        tempfile::tempdir().unwrap(),
+        Duration::from_secs(10),
+        Box::new(WithBulkAccounts),
+    );
+    let client = agent.client();
+    for n in 0..1000 {
+        enroll(&client, &format!("bulk{n}"));
+    }
+    let mut stream = UnixStream::connect(agent.socket()).unwrap();
+    let mut framed = Vec::new();
+    let request = serde_json::json!({"v": 1, "request": {"op": "list", "limit": 1000}});
+    write_frame(&mut framed, request.to_string().as_bytes()).unwrap();
+    stream.write_all(&framed).unwrap();
+    // Not reading yet: the worker's send stops short and the rest waits on epoll.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    assert!(bytes.len() > 256 * 1024, "reply of {} bytes", bytes.len());
+    let reply = read_frame(&mut bytes.as_slice(), pam_totp_proto::frame::MAX_REPLY_LEN).unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    let profiles = reply["ok"]["body"].as_array();
+    assert_eq!(
+        profiles.map(Vec::len),
+        Some(1000),
+        "{}",
+        &reply.to_string()[..200]
+    );
 }
 
 /// SIGTERM (the shutdown flag) stops new connections, and the ones already accepted are
