@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Context switches of a running agent per thread name over a window (BENCHMARKS.md, "Issue 13,
 # second session"): voluntary and involuntary, from /proc/PID/task/*/status, summed by thread
-# name (the poll loop is named after the program, the pool's threads "worker").
+# name (the worker running in the main thread is named after the program, the others "worker").
 # Usage: bash docs/bench/thread-switches.sh PID [SECONDS]   (default 4 s), during a bench run,
 # e.g. beside `pam-totp-bench agent --profiles 100000 --clients 1 --duration 10`.
 set -euo pipefail
