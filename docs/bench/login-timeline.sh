@@ -58,6 +58,9 @@ segments = {}
 def add(name, value):
     segments.setdefault(name, []).append(value)
 
+def p50(values):
+    return statistics.median(values) if values else float("nan")
+
 # One login: the probes' events (any thread of the bench) and the agent's syscalls, from
 # pam_sm_authenticate to its return.
 ORDER = [("auth", "pam_sm_authenticate starts"), ("nss", "NSS lookup starts"),
@@ -90,7 +93,8 @@ for comm, tid, at, name in events:
             add(f"pam_totp: {la} -> {lb}", marks[b] - marks[a])
         add("pam_totp: pam_sm_authenticate", marks["auth_ret__return"] - marks["auth"])
 
+print(f"{'p50 us':>70} {'warm':>6} {'loaded':>7}")
 for name, values in segments.items():
-    print(f"{name:64} n={len(values):5}  p50 {statistics.median(values):6.0f} us"
-          f"  mean {statistics.mean(values):6.0f} us")
+    half = len(values) // 2
+    print(f"{name:64} n={len(values):5} {p50(values[:half]):6.0f} {p50(values[half:]):7.0f}")
 EOF
