@@ -156,4 +156,10 @@ else
     "$bench" charts --out "$out"
 fi
 "$bench" report --out "$out" >/dev/null
+if [ "$mode" = smoke ]; then
+    # The floor program of BENCHMARKS.md ("Issue 13, third session") still builds and runs.
+    gcc -O2 -Wall -Werror -o "$out/floor" docs/bench/floor.c
+    "$out/floor" "$work_dir" 4 200
+    "$out/floor" "$work_dir" 4 200 interleave
+fi
 echo "bench: load after: $(cut -d' ' -f1-3 /proc/loadavg); results in $out/"

@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -120,6 +122,7 @@ int main(int argc, char **argv) {
     if (pipe(pipefd) != 0) die("pipe");
     pid_t server = fork();
     if (server == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives a client that failed */
         serve(listener, file_path, frames, requests, pipefd[1]);
         _exit(0);
     }
