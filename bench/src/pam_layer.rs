@@ -816,6 +816,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_one_thread_pass_refuses_a_process_with_a_second_thread() {
+        let (stop, parked) = std::sync::mpsc::channel::<()>();
+        let second = std::thread::spawn(move || parked.recv());
+        let refused = single_threaded();
+        drop(stop);
+        let _ = second.join();
+        let message = refused.err().unwrap_or_default();
+        assert!(message.contains("single-threaded"), "{message}");
+    }
+
+    #[test]
     fn incumbent_files_hold_the_same_secret() {
         let google = google_file(3);
         let first = google.lines().next().unwrap_or_default();

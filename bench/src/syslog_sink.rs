@@ -52,8 +52,13 @@ impl SyslogSink {
             .take()
             .map(|out| BufReader::new(out).read_line(&mut line).is_ok() && line == "ready\n")
             .unwrap_or(false);
-        let sink = Self { path, child };
-        ready.then_some(sink)
+        if !ready {
+            // Its socket was never bound: nothing of ours to remove at /dev/log.
+            drop(child.stdin.take());
+            let _ = child.wait();
+            return None;
+        }
+        Some(Self { path, child })
     }
 }
 
