@@ -546,9 +546,8 @@ fn measure_interleaved(
     Ok(measured)
 }
 
-/// sshd and sudo authenticate in a single-threaded process. A second thread here would make
-/// each set*id call of a module (google-authenticator's privilege drops) signal it and wait,
-/// a cost no real host pays, so the one-thread pass refuses to run beside one.
+/// The one-thread pass runs in a single-threaded process, as sshd and sudo do (why it matters:
+/// `syslog_sink`'s module comment).
 fn single_threaded() -> Result<(), String> {
     let threads = std::fs::read_dir("/proc/self/task")
         .map_err(|e| format!("read /proc/self/task: {e}"))?

@@ -57,7 +57,8 @@ impl Default for Limits {
 /// How often an idle worker wakes with nothing to do, to see the shutdown flag and deadlines.
 const TICK_MS: u16 = 100;
 const TICK: Duration = Duration::from_millis(TICK_MS as u64);
-/// Connections accepted per wake-up, so a burst of new ones cannot starve the others.
+/// Connections one wake-up may accept and refuse (over a cap, or unidentifiable) before it
+/// re-arms the listener; the first one admitted ends the wake-up, and this worker serves it.
 const ACCEPTS_PER_WAKE: usize = 64;
 const LISTENER: u64 = 0;
 const STOP: u64 = 1;
