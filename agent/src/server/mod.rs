@@ -39,7 +39,10 @@ pub struct Limits {
     /// Whole-connection deadline: read the request, answer it.
     pub io_timeout: Duration,
     /// Threads answering requests. A worker waits while its request's batch commits, so
-    /// this bounds how many logins one group commit can share.
+    /// this bounds how many logins one group commit can share. Fewer workers than the
+    /// logins in flight at peak is the point: a worker done with one finds the next socket
+    /// already ready instead of sleeping on epoll until a client wakes it (BENCHMARKS.md,
+    /// issue 13's fourth session: 3.3 -> 2.1 context switches per login at 64 clients).
     pub workers: usize,
 }
 
@@ -49,7 +52,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_per_user: 8,
             io_timeout: Duration::from_secs(5),
-            workers: 64,
+            workers: 32,
         }
     }
 }
