@@ -10,7 +10,13 @@ BEGIN{RS=""}
   else if (/__x64_sys_pwrite64/) b="pwrite (WAL)"
   else if (/__x64_sys_pread64/) b="pread"
   else if (/__x64_sys_fcntl/) b="fcntl (SQLite locks)"
-  else if (/__x64_sys_futex/) b="futex (wake/wait)"
+  else if (/__x64_sys_futex/) {
+    # The group commit's two waits: a batch's waiters parked and unparked (BatchFate), and
+    # the writer's lock handed from job to job (inlined into the store's transact).
+    if (/BatchFate/) b="futex: batch waiters"
+    else if (/Store>::transact|Batcher/) b="futex: writer lock"
+    else b="futex: other"
+  }
   else if (/__x64_sys_recvfrom/) b="recv request"
   else if (/__x64_sys_sendto/) b="send reply"
   else if (/__x64_sys_accept4/) b="accept"
