@@ -266,6 +266,48 @@ mod tests {
         assert_eq!(count(&batcher), 1);
     }
 
+    /// A job that fails inside a batch others share takes back only its own changes: the
+    /// job before it in the same transaction still commits.
+    #[test]
+    fn a_failing_job_in_a_shared_batch_rolls_back_only_itself() {
+        let (_dir, batcher) = batcher();
+        let (in_job, job_started) = std::sync::mpsc::channel();
+        let first = {
+            let batcher = Arc::clone(&batcher);
+            std::thread::spawn(move || {
+                batcher.write(|c| {
+                    c.execute("INSERT INTO t (v) VALUES (1)", [])
+                        .map_err(write_error)?;
+                    in_job.send(()).unwrap();
+                    // Stay in the job until the second writer queues behind us, so that it
+                    // joins this batch rather than starting its own.
+                    while batcher.queued.load(Ordering::SeqCst) == 0 {
+                        std::thread::yield_now();
+                    }
+                    Ok(())
+                })
+            })
+        };
+        job_started.recv().unwrap();
+        let failed = batcher.write(|c| {
+            c.execute("INSERT INTO t (v) VALUES (2)", [])
+                .map_err(write_error)?;
+            c.execute("INSERT INTO t (v) VALUES (NULL)", [])
+                .map_err(write_error)
+        });
+        assert!(failed.is_err());
+        first.join().unwrap().unwrap();
+        let values: Vec<i64> = batcher
+            .read(|c| {
+                let mut statement = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+                let rows = statement.query_map([], |r| r.get(0)).unwrap();
+                Ok(rows.map(|r| r.unwrap()).collect())
+            })
+            .unwrap();
+        assert_eq!(values, vec![1]);
+        assert!(lock(&batcher.writer).open.is_none());
+    }
+
     /// A batch whose COMMIT fails (a deferred foreign key is checked only then) must be
     /// reported as failed to every job in it, however many failed batches follow before a
     /// waiter looks: an accepted code whose step was never stored could be replayed.
