@@ -214,6 +214,39 @@ mod tests {
             .unwrap()
     }
 
+    /// Inserts 2, then fails on a NOT NULL violation: a job that fails after a change.
+    fn insert_then_fail(c: &Connection) -> Result<usize, StoreError> {
+        c.execute("INSERT INTO t (v) VALUES (2)", [])
+            .map_err(write_error)?;
+        c.execute("INSERT INTO t (v) VALUES (NULL)", [])
+            .map_err(write_error)
+    }
+
+    /// Runs `job` in a write on a thread of its own, which then stays in its batch until
+    /// another writer queues behind it, so that writer joins this batch rather than starting
+    /// its own. Returns once `job` has run.
+    fn hold_batch_open<T: Send + 'static>(
+        batcher: &Arc<Batcher>,
+        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<T, StoreError>> {
+        let (ran, job_ran) = std::sync::mpsc::channel();
+        let holder = {
+            let batcher = Arc::clone(batcher);
+            std::thread::spawn(move || {
+                batcher.write(|c| {
+                    let result = job(c);
+                    ran.send(()).unwrap();
+                    while batcher.queued.load(Ordering::SeqCst) == 0 {
+                        std::thread::yield_now();
+                    }
+                    result
+                })
+            })
+        };
+        job_ran.recv().unwrap();
+        holder
+    }
+
     #[test]
     fn concurrent_jobs_all_commit() {
         let (_dir, batcher) = batcher();
@@ -255,14 +288,7 @@ mod tests {
                     .map_err(write_error)
             })
             .unwrap();
-        let failed = batcher.write(|c| {
-            c.execute("INSERT INTO t (v) VALUES (2)", [])
-                .map_err(write_error)?;
-            // NOT NULL violation: the job fails after a successful insert.
-            c.execute("INSERT INTO t (v) VALUES (NULL)", [])
-                .map_err(write_error)
-        });
-        assert!(failed.is_err());
+        assert!(batcher.write(insert_then_fail).is_err());
         assert_eq!(count(&batcher), 1);
     }
 
@@ -271,31 +297,11 @@ mod tests {
     #[test]
     fn a_failing_job_in_a_shared_batch_rolls_back_only_itself() {
         let (_dir, batcher) = batcher();
-        let (in_job, job_started) = std::sync::mpsc::channel();
-        let first = {
-            let batcher = Arc::clone(&batcher);
-            std::thread::spawn(move || {
-                batcher.write(|c| {
-                    c.execute("INSERT INTO t (v) VALUES (1)", [])
-                        .map_err(write_error)?;
-                    in_job.send(()).unwrap();
-                    // Stay in the job until the second writer queues behind us, so that it
-                    // joins this batch rather than starting its own.
-                    while batcher.queued.load(Ordering::SeqCst) == 0 {
-                        std::thread::yield_now();
-                    }
-                    Ok(())
-                })
-            })
-        };
-        job_started.recv().unwrap();
-        let failed = batcher.write(|c| {
-            c.execute("INSERT INTO t (v) VALUES (2)", [])
-                .map_err(write_error)?;
-            c.execute("INSERT INTO t (v) VALUES (NULL)", [])
+        let first = hold_batch_open(&batcher, |c| {
+            c.execute("INSERT INTO t (v) VALUES (1)", [])
                 .map_err(write_error)
         });
-        assert!(failed.is_err());
+        assert!(batcher.write(insert_then_fail).is_err());
         first.join().unwrap().unwrap();
         let values: Vec<i64> = batcher
             .read(|c| {
@@ -331,22 +337,9 @@ mod tests {
         };
         let (release, gate) = std::sync::mpsc::channel();
         *lock(&batcher.before_wait) = Some(gate);
-        let (in_job, job_started) = std::sync::mpsc::channel();
-        let waiter = {
-            let batcher = Arc::clone(&batcher);
-            std::thread::spawn(move || {
-                batcher.write(|c| {
-                    in_job.send(()).unwrap();
-                    // Stay in the job until another writer queues behind us, so that this
-                    // thread waits while the other one commits (and fails) the batch.
-                    while batcher.queued.load(Ordering::SeqCst) == 0 {
-                        std::thread::yield_now();
-                    }
-                    dangling(c)
-                })
-            })
-        };
-        job_started.recv().unwrap();
+        // The waiter's job runs; it then waits for its batch while the writer queued behind
+        // it commits (and fails) that batch.
+        let waiter = hold_batch_open(&batcher, dangling);
         // Queued behind the waiter: joins its batch, commits it, and the COMMIT fails.
         assert!(batcher.write(|_| Ok(())).is_err());
         // Many later batches fail too while the waiter is held...
