@@ -157,14 +157,11 @@ mod tests {
     }
 
     #[test]
-    fn a_sleeping_process_has_switched() {
+    fn a_sleeping_process_has_switched() -> std::io::Result<()> {
         // A child process, not this one: the test harness's other threads come and go here,
         // and an exiting thread takes its switches out of the sum (which made a before/after
         // count of this process come out as 0).
-        let mut child = std::process::Command::new("sleep")
-            .arg("10")
-            .spawn()
-            .unwrap();
+        let mut child = std::process::Command::new("sleep").arg("10").spawn()?;
         let pid = child.id();
         let give_up = std::time::Instant::now() + Duration::from_secs(5);
         let mut switches = context_switches(pid);
@@ -176,5 +173,6 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(switches >= 1, "a sleeping child never switched: {switches}");
+        Ok(())
     }
 }
