@@ -51,6 +51,11 @@ cleanup() {
         for _ in $(seq 1 60); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.5; done
         kill -KILL "$nspawn_pid" 2>/dev/null || true
     fi
+    # A container that never powered off outlives a killed nspawn: end its PID 1 (and with
+    # it every process of its PID namespace).
+    if [ -n "$leader" ] && [ "$(cat "/proc/$leader/comm" 2>/dev/null)" = systemd ]; then
+        kill -KILL "$leader" 2>/dev/null
+    fi
     mountpoint -q "$merged" && umount "$merged"
     mountpoint -q "$tmp" && umount "$tmp"
     rm -rf "$tmp"
@@ -94,8 +99,14 @@ find_leader() {
 }
 
 wait_booted() {
-    local state
-    state="$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null)" || true
+    local state="" give_up=$((SECONDS + 120))
+    # `--wait` waits for the boot only once systemctl reaches PID 1; until the new systemd
+    # has opened its socket, systemctl fails at once (empty, or "offline"), so ask again.
+    while [ "$SECONDS" -lt "$give_up" ]; do
+        state="$(timeout $((give_up - SECONDS)) nsenter -t "$leader" -a \
+            systemctl is-system-running --wait 2>/dev/null)" || true
+        case "$state" in "" | offline) sleep 0.5 ;; *) break ;; esac
+    done
     log "system state: $state"
     case "$state" in
         running | degraded) ;;
