@@ -99,11 +99,12 @@ find_leader() {
 }
 
 wait_booted() {
-    local state="" give_up=$((SECONDS + 120))
+    local state="" left give_up=$((SECONDS + 120))
     # `--wait` waits for the boot only once systemctl reaches PID 1; until the new systemd
     # has opened its socket, systemctl fails at once (empty, or "offline"), so ask again.
-    while [ "$SECONDS" -lt "$give_up" ]; do
-        state="$(timeout $((give_up - SECONDS)) nsenter -t "$leader" -a \
+    while left=$((give_up - SECONDS)); [ "$left" -gt 0 ]; do
+        # (`timeout 0` would mean no limit at all: `left` is at least 1 here.)
+        state="$(timeout "$left" nsenter -t "$leader" -a \
             systemctl is-system-running --wait 2>/dev/null)" || true
         case "$state" in "" | offline) sleep 0.5 ;; *) break ;; esac
     done
