@@ -71,7 +71,7 @@ impl Service {
         target: &Target,
         op: Op,
         clear_sources: bool,
-        change: &dyn Fn(&mut ProfileRecord),
+        change: &(dyn Fn(&mut ProfileRecord) + Sync),
     ) -> Result<Reply, ApiError> {
         let now = self.clock.now();
         let done =
@@ -142,7 +142,7 @@ impl Service {
         target: &Target,
         op: Op,
         proof: OwnerProof<'_>,
-        apply: &mut dyn FnMut(ProfileRecord) -> (Change, bool),
+        apply: &mut (dyn FnMut(ProfileRecord) -> (Change, bool) + Send),
     ) -> Result<Done<()>, ApiError> {
         let now = self.clock.now();
         let context = LoginContext::default();

@@ -20,7 +20,7 @@ use budget::RequestBudget;
 use metrics::Metrics;
 use pam_totp_proto::validate::{self, MAX_BLOCKED_SOURCES_SHOWN};
 use pam_totp_proto::{ApiError, AuditResult, AuthReply, LoginContext, ProfileView, Reply, Request};
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub struct Service {
@@ -52,7 +52,7 @@ struct Caller<'a> {
     /// audited if it is refused without changing anything (see `budget`).
     quiet: bool,
     /// Set once the request's login line is written: that line is then its only line.
-    login_logged: &'a Cell<bool>,
+    login_logged: &'a AtomicBool,
 }
 
 /// The account a request acts on: the profile it is held to, and the uid its name resolves
@@ -132,7 +132,7 @@ impl<T> Verdict<T> {
 /// A rule decided inside a transaction, from how the caller stands to the account, its
 /// profile, and the attempt's source.
 type Rule<'a, T> =
-    dyn FnMut(Relation, Option<&ProfileRecord>, Option<&SourceRecord>) -> Verdict<T> + 'a;
+    dyn FnMut(Relation, Option<&ProfileRecord>, Option<&SourceRecord>) -> Verdict<T> + Send + 'a;
 
 /// A transaction's answer, the profile as stored afterwards, and how the caller stands to it.
 struct Done<T> {
@@ -182,7 +182,7 @@ impl Service {
 
     /// Answers one request and logs it (one line, unless the caller is quiet).
     pub fn handle(&self, peer: Peer, request: Request) -> Result<Reply, ApiError> {
-        let login_logged = Cell::new(false);
+        let login_logged = AtomicBool::new(false);
         let caller = Caller {
             peer,
             admin: self.is_admin(peer.uid),
@@ -201,7 +201,7 @@ impl Service {
         if login {
             self.metrics.attempt_took(started.elapsed());
         }
-        if caller.quiet || login_logged.get() {
+        if caller.quiet || login_logged.load(Ordering::Relaxed) {
             return result;
         }
         if let Err(error) = &result {
@@ -516,7 +516,7 @@ impl Service {
             caller.peer.uid,
             caller.peer.pid,
         );
-        caller.login_logged.set(true);
+        caller.login_logged.store(true, Ordering::Relaxed);
     }
 
     fn view(&self, record: &ProfileRecord, relation: Relation) -> Result<ProfileView, ApiError> {
@@ -556,7 +556,7 @@ impl Service {
 
     /// Runs `decide` in one store transaction on the target's profile (and `source`'s
     /// record, if any) and audits its verdict there too. `decide` may run more than once.
-    fn transact<T>(
+    fn transact<T: Send>(
         &self,
         caller: Caller,
         target: &Target,

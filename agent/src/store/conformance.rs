@@ -62,7 +62,7 @@ fn apply(
     store: &dyn Store,
     account: &str,
     source: Option<(&str, SourceRecord)>,
-    change: impl FnOnce() -> Change,
+    change: impl FnOnce() -> Change + Send,
 ) -> Option<ProfileRecord> {
     let mut change = Some(change);
     store

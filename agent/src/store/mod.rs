@@ -295,7 +295,8 @@ pub struct AttemptTally {
 
 /// Decides a transaction from the account's profile and, when the transaction names a source,
 /// that source's record (a clear one when it has none).
-pub type Decision<'a> = dyn FnMut(Option<&ProfileRecord>, Option<&SourceRecord>) -> Outcome + 'a;
+pub type Decision<'a> =
+    dyn FnMut(Option<&ProfileRecord>, Option<&SourceRecord>) -> Outcome + Send + 'a;
 
 /// Reads see only committed state, and never wait for a batch of writes to commit.
 pub trait Store: Send + Sync {

@@ -2,73 +2,65 @@
 //! batch durable instead of one fsync per login. No job's caller hears back before its batch
 //! has committed: `synchronous = FULL` durability is kept, only its cost is shared.
 //!
-//! Jobs run one at a time on the single connection, each inside its own SAVEPOINT, so the
-//! order of decisions is exactly as if every job had its own transaction, and a failing job
-//! rolls back only itself. The thread that finishes a job with nobody else waiting to run one
-//! commits the batch for everyone in it.
+//! Jobs are combined: a caller queues its job, and whichever thread holds the writer runs
+//! every queued job, one at a time on the single connection, each inside its own SAVEPOINT,
+//! and commits them together once the queue is empty. So the order of decisions is exactly as
+//! if every job had its own transaction, a failing job rolls back only itself, and a caller
+//! sleeps at most once per write (until its batch is settled), where waiting for the writer
+//! and then for the batch cost two sleeps and two wake-ups.
 
 use super::write_error;
 use super::StoreError;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rusqlite::Connection;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::thread::Thread;
 use std::time::Instant;
 
-/// The fate of one batch, shared by every job in it: unset until the batch has ended, then
-/// whether its COMMIT succeeded. Each waiter holds its own batch's handle, so no waiter can
-/// ever read another batch's result, however far behind it falls.
-///
-/// Waiters park one by one and are unparked one by one: a condition variable's wake-all would
-/// have them all queue again on one mutex to read the result (a convoy of context switches
-/// at every commit of a large batch).
-#[derive(Default)]
-struct BatchFate {
-    result: OnceLock<Result<(), StoreError>>,
-    waiters: Mutex<Vec<Thread>>,
+/// A queued job's caller and its batch's fate: unset until the batch has ended, then whether
+/// its COMMIT succeeded. Each caller holds its own ticket, so none can ever read another
+/// batch's result, however far behind it falls.
+struct Ticket {
+    fate: OnceLock<Result<(), StoreError>>,
+    caller: Thread,
 }
 
-impl BatchFate {
-    fn settle(&self, result: Result<(), StoreError>) {
-        let _ = self.result.set(result);
-        for waiter in std::mem::take(&mut *lock(&self.waiters)) {
-            waiter.unpark();
-        }
-    }
-
-    fn wait(&self) -> Result<(), StoreError> {
-        // Registered before looking: a settle after the look unparks this thread, and an
-        // unpark before the park makes the park return at once.
-        lock(&self.waiters).push(std::thread::current());
-        loop {
-            if let Some(result) = self.result.get() {
-                return result.clone();
-            }
-            std::thread::park();
-        }
-    }
+/// A write job waiting for the writer's holder to run it: the caller's closure, its lifetime
+/// erased (see [`Batcher::write`] for why it stays valid).
+struct Queued {
+    job: *mut (dyn FnMut(&Connection) + Send + 'static),
+    ticket: Arc<Ticket>,
 }
 
-struct Writer {
-    connection: Connection,
-    /// The batch whose transaction is open, if one is.
-    open: Option<Arc<BatchFate>>,
-    /// Jobs run in the open batch.
-    jobs: u32,
+// SAFETY: the closure `job` points to is `Send` (its type says so); only the raw pointer is
+// not. It is dereferenced by one thread at a time, the writer's holder, while its caller waits.
+unsafe impl Send for Queued {}
+
+/// Aborts the process if dropped during an unwind (see [`Batcher::write`]).
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            std::process::abort();
+        }
+    }
 }
 
 pub struct Batcher {
-    writer: Mutex<Writer>,
+    writer: Mutex<Connection>,
+    /// Jobs waiting for the writer's holder to run them, in the order they came.
+    queue: Mutex<VecDeque<Queued>>,
     /// Jobs per committed batch, and how long each COMMIT (with its fsync) took.
     batch_jobs: Histogram,
     commit_seconds: Histogram,
-    /// Threads queued to run a write job; while any are, the current batch stays open.
-    queued: AtomicUsize,
-    /// Tests hold a waiter here, between leaving its job and waiting for its batch.
+    /// Tests hold the caller on this thread here, after its batch has ended and before it
+    /// reads the outcome.
     #[cfg(test)]
-    before_wait: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    before_wait: Mutex<Option<(std::thread::ThreadId, std::sync::mpsc::Receiver<()>)>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,14 +79,16 @@ fn control(connection: &Connection, sql: &str) -> Result<(), StoreError> {
         .map_err(write_error)
 }
 
-/// Runs `job` inside a SAVEPOINT: kept on success, undone on failure.
+/// Runs `job` inside a SAVEPOINT: kept on success, undone on failure. A job that panics
+/// (a bug) fails alone: it may run on another caller's thread, which must carry on.
 fn in_savepoint<T>(
     connection: &Connection,
     job: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     control(connection, "SAVEPOINT job")?;
-    let result =
-        job(connection).and_then(|value| control(connection, "RELEASE job").map(|()| value));
+    let result = catch_unwind(AssertUnwindSafe(|| job(connection)))
+        .unwrap_or_else(|_| Err(StoreError::Internal("a write job panicked".to_owned())))
+        .and_then(|value| control(connection, "RELEASE job").map(|()| value));
     if result.is_err() {
         let _ = control(connection, "ROLLBACK TO job");
         let _ = control(connection, "RELEASE job");
@@ -119,74 +113,133 @@ impl Batcher {
 
     pub fn new(connection: Connection) -> Self {
         Self {
-            writer: Mutex::new(Writer {
-                connection,
-                open: None,
-                jobs: 0,
-            }),
+            writer: Mutex::new(connection),
+            queue: Mutex::new(VecDeque::new()),
             batch_jobs: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             // 50 us to ~1.6 s.
             commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
-            queued: AtomicUsize::new(0),
             #[cfg(test)]
             before_wait: Mutex::new(None),
         }
     }
 
-    /// Reads on the writer's connection. Inside an open batch this sees its not yet committed
-    /// changes, as a transaction sees its own: for reads that must (tests, integrity checks);
-    /// the store serves ordinary reads from its own read connections.
+    /// Reads on the writer's connection, between batches: for reads that must see what the
+    /// writer sees (tests, integrity checks); the store serves ordinary reads from its own
+    /// read connections.
     pub fn read<T>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        read(&lock(&self.writer).connection)
+        let result = read(&lock(&self.writer));
+        self.wake_next();
+        result
     }
 
-    /// Runs `job` in the current batch and returns once that batch is durably committed.
-    pub fn write<T>(
+    /// Runs `job` in the current batch and returns once that batch is durably committed. The
+    /// job may run on another thread (the writer's holder) while this one waits.
+    pub fn write<T: Send>(
         &self,
-        job: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        let mut writer = lock(&self.writer);
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        let fate = match &writer.open {
-            Some(fate) => Arc::clone(fate),
-            None => {
-                control(&writer.connection, "BEGIN IMMEDIATE")?;
-                let fate = Arc::new(BatchFate::default());
-                writer.open = Some(Arc::clone(&fate));
-                fate
+        let mut job = Some(job);
+        let mut output = None;
+        let mut run = |connection: &Connection| {
+            if let Some(job) = job.take() {
+                output = Some(in_savepoint(connection, job));
             }
         };
-        writer.jobs += 1;
-        let result = in_savepoint(&writer.connection, job);
-        if self.queued.load(Ordering::SeqCst) > 0 {
-            // Someone is queued behind us and will commit (or pass the duty on).
-            drop(writer);
-            #[cfg(test)]
-            if let Some(gate) = lock(&self.before_wait).take() {
+        let ticket = Arc::new(Ticket {
+            fate: OnceLock::new(),
+            caller: std::thread::current(),
+        });
+        let borrowed: *mut (dyn FnMut(&Connection) + Send + '_) = &mut run;
+        // Should anything below unwind before the ticket is settled (nothing is meant to: the
+        // jobs' panics are caught), the process aborts rather than free what the queue points to.
+        let guard = AbortOnUnwind;
+        // SAFETY: only the lifetime changes (the same pointer to the same closure). The
+        // pointer is dereferenced only by the writer's holder, after it took the job from the
+        // queue and before it settles the ticket; this function leaves only once the ticket
+        // is settled (it has no early return, and `guard` aborts on an unwind), so `run` and
+        // all it borrows outlive every use, and no one else touches them meanwhile.
+        let erased = unsafe {
+            std::mem::transmute::<
+                *mut (dyn FnMut(&Connection) + Send + '_),
+                *mut (dyn FnMut(&Connection) + Send + 'static),
+            >(borrowed)
+        };
+        lock(&self.queue).push_back(Queued {
+            job: erased,
+            ticket: Arc::clone(&ticket),
+        });
+        let fate = loop {
+            if let Some(fate) = ticket.fate.get() {
+                break fate.clone();
+            }
+            match self.writer.try_lock() {
+                Ok(writer) => self.combine(writer),
+                Err(TryLockError::Poisoned(poisoned)) => self.combine(poisoned.into_inner()),
+                // The holder runs this job, or wakes this thread to take over once it is done.
+                Err(TryLockError::WouldBlock) => std::thread::park(),
+            }
+        };
+        std::mem::forget(guard);
+        #[cfg(test)]
+        {
+            let mut gate = lock(&self.before_wait);
+            let held = gate.take_if(|(thread, _)| *thread == std::thread::current().id());
+            drop(gate);
+            if let Some((_, gate)) = held {
                 let _ = gate.recv();
             }
-            fate.wait()?;
-            return result;
         }
-        let commit_started = Instant::now();
-        let committed = control(&writer.connection, "COMMIT");
-        self.commit_seconds
-            .observe(commit_started.elapsed().as_secs_f64());
-        self.batch_jobs.observe(f64::from(writer.jobs));
-        writer.jobs = 0;
-        if committed.is_err() {
-            // Nothing of this batch was stored: end the transaction and tell everyone in it.
-            let _ = writer.connection.execute_batch("ROLLBACK");
+        fate?;
+        output.unwrap_or_else(|| Err(StoreError::Internal("a write job never ran".to_owned())))
+    }
+
+    /// As the writer's holder: runs every queued job in one transaction, commits it, and
+    /// settles the tickets of the jobs in it.
+    fn combine(&self, writer: MutexGuard<'_, Connection>) {
+        let mut batch = Vec::new();
+        let begun = control(&writer, "BEGIN IMMEDIATE");
+        loop {
+            // A statement of its own: the queue's lock is released before the job runs.
+            let next = lock(&self.queue).pop_front();
+            let Some(queued) = next else { break };
+            if begun.is_ok() {
+                // SAFETY: `queued.job` is valid while its ticket is unsettled (`write`), and
+                // this thread, holding the writer, is the only one that took it off the queue.
+                unsafe { (*queued.job)(&writer) };
+            }
+            batch.push(queued.ticket);
         }
-        writer.open = None;
-        fate.settle(committed.clone());
+        let fate = begun.and_then(|()| {
+            let commit_started = Instant::now();
+            let committed = control(&writer, "COMMIT");
+            self.commit_seconds
+                .observe(commit_started.elapsed().as_secs_f64());
+            if committed.is_err() {
+                // Nothing of this batch was stored: end the transaction and tell everyone in it.
+                let _ = writer.execute_batch("ROLLBACK");
+            }
+            committed
+        });
+        self.batch_jobs
+            .observe(f64::from(u32::try_from(batch.len()).unwrap_or(u32::MAX)));
         drop(writer);
-        committed?;
-        result
+        // The next batch may begin while this one's callers are woken.
+        self.wake_next();
+        for ticket in batch {
+            let _ = ticket.fate.set(fate.clone());
+            ticket.caller.unpark();
+        }
+    }
+
+    /// After the writer is released: wakes the first queued caller to take it, so no job is
+    /// left queued with the writer free and every caller asleep.
+    fn wake_next(&self) {
+        if let Some(next) = lock(&self.queue).front() {
+            next.ticket.caller.unpark();
+        }
     }
 }
 
@@ -236,7 +289,7 @@ mod tests {
                 batcher.write(|c| {
                     let result = job(c);
                     ran.send(()).unwrap();
-                    while batcher.queued.load(Ordering::SeqCst) == 0 {
+                    while lock(&batcher.queue).is_empty() {
                         std::thread::yield_now();
                     }
                     result
@@ -276,7 +329,146 @@ mod tests {
         }
         assert_eq!(count(&batcher), 16 * 20);
         // Nothing is left open: a plain transaction can start.
-        assert!(lock(&batcher.writer).open.is_none());
+        assert!(batcher.read(|c| Ok(c.is_autocommit())).unwrap());
+    }
+
+    /// A writer queued behind another's open batch has its job run by the writer's holder,
+    /// in that batch, and still gets its own job's result back.
+    #[test]
+    fn a_queued_job_runs_on_the_holder_and_returns_its_own_result() {
+        let (_dir, batcher) = batcher();
+        let holder = hold_batch_open(&batcher, |c| {
+            c.execute("INSERT INTO t (v) VALUES (1)", [])
+                .map_err(write_error)?;
+            Ok((c.last_insert_rowid(), std::thread::current().id()))
+        });
+        let (rowid, ran_on) = batcher
+            .write(|c| {
+                c.execute("INSERT INTO t (v) VALUES (2)", [])
+                    .map_err(write_error)?;
+                Ok((c.last_insert_rowid(), std::thread::current().id()))
+            })
+            .unwrap();
+        let holder_thread = holder.thread().id();
+        let (holder_rowid, holder_ran_on) = holder.join().unwrap().unwrap();
+        assert_eq!((holder_rowid, rowid), (1, 2));
+        assert_eq!(holder_ran_on, holder_thread);
+        assert_eq!(ran_on, holder_thread, "the queued job was not combined");
+        assert_eq!(count(&batcher), 2);
+    }
+
+    /// A job that panics (a bug) runs on whichever thread holds the writer: it must fail
+    /// alone, leaving that thread, the batch and the connection usable.
+    #[test]
+    fn a_job_that_panics_fails_alone() {
+        let (_dir, batcher) = batcher();
+        let holder = hold_batch_open(&batcher, |c| {
+            c.execute("INSERT INTO t (v) VALUES (1)", [])
+                .map_err(write_error)
+        });
+        let (told, answer) = std::sync::mpsc::channel();
+        {
+            let batcher = Arc::clone(&batcher);
+            std::thread::spawn(move || {
+                #[allow(clippy::panic)]
+                let panicked = batcher.write(|c| -> Result<(), StoreError> {
+                    c.execute("INSERT INTO t (v) VALUES (2)", [])
+                        .map_err(write_error)?;
+                    panic!("a bug in a job");
+                });
+                told.send(panicked).unwrap();
+            });
+        }
+        // Not a plain call: with the panic loose, this caller would wait forever.
+        let panicked = answer.recv_timeout(std::time::Duration::from_secs(60));
+        assert!(
+            matches!(panicked, Ok(Err(StoreError::Internal(_)))),
+            "{panicked:?}"
+        );
+        holder.join().unwrap().unwrap();
+        batcher
+            .write(|c| {
+                c.execute("INSERT INTO t (v) VALUES (3)", [])
+                    .map_err(write_error)
+            })
+            .unwrap();
+        let values: Vec<i64> = batcher
+            .read(|c| {
+                let mut statement = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+                let rows = statement.query_map([], |r| r.get(0)).unwrap();
+                Ok(rows.map(|r| r.unwrap()).collect())
+            })
+            .unwrap();
+        assert_eq!(values, vec![1, 3]);
+        assert!(batcher.read(|c| Ok(c.is_autocommit())).unwrap());
+    }
+
+    /// A writer that queued while a reader held the writer's connection is woken when the
+    /// reader is done, though no other writer comes along to run its job.
+    #[test]
+    fn a_writer_queued_behind_a_reader_is_woken() {
+        let (_dir, batcher) = batcher();
+        let (reading, read_started) = std::sync::mpsc::channel();
+        let reader = {
+            let batcher = Arc::clone(&batcher);
+            std::thread::spawn(move || {
+                batcher
+                    .read(|_| {
+                        reading.send(()).unwrap();
+                        while lock(&batcher.queue).is_empty() {
+                            std::thread::yield_now();
+                        }
+                        Ok(())
+                    })
+                    .unwrap();
+            })
+        };
+        read_started.recv().unwrap();
+        let (wrote, write_done) = std::sync::mpsc::channel();
+        {
+            let batcher = Arc::clone(&batcher);
+            std::thread::spawn(move || {
+                let written = batcher.write(|c| {
+                    c.execute("INSERT INTO t (v) VALUES (1)", [])
+                        .map_err(write_error)
+                });
+                wrote.send(written.is_ok()).unwrap();
+            });
+        }
+        reader.join().unwrap();
+        let written = write_done.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(written, Ok(true), "the queued writer was never woken");
+    }
+
+    /// Writers and readers of the writer's connection, all at once: every release of the
+    /// writer must hand it to a queued job, or the queue stalls with everyone asleep.
+    #[test]
+    fn writers_and_readers_never_stall() {
+        let (_dir, batcher) = batcher();
+        let threads = 8;
+        let (finished, all_finished) = std::sync::mpsc::channel();
+        for i in 0..threads {
+            let (batcher, finished) = (Arc::clone(&batcher), finished.clone());
+            std::thread::spawn(move || {
+                for j in 0..200 {
+                    if (i + j) % 3 == 0 {
+                        count(&batcher);
+                    } else {
+                        batcher
+                            .write(|c| {
+                                c.execute("INSERT INTO t (v) VALUES (?1)", [j])
+                                    .map_err(write_error)
+                            })
+                            .unwrap();
+                    }
+                }
+                finished.send(()).unwrap();
+            });
+        }
+        for _ in 0..threads {
+            let finished = all_finished.recv_timeout(std::time::Duration::from_secs(60));
+            assert!(finished.is_ok(), "writers stalled");
+        }
     }
 
     #[test]
@@ -311,7 +503,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(values, vec![1]);
-        assert!(lock(&batcher.writer).open.is_none());
+        assert!(batcher.read(|c| Ok(c.is_autocommit())).unwrap());
     }
 
     /// A batch whose COMMIT fails (a deferred foreign key is checked only then) must be
@@ -335,16 +527,18 @@ mod tests {
                 .map(|_| ())
                 .map_err(write_error)
         };
-        let (release, gate) = std::sync::mpsc::channel();
-        *lock(&batcher.before_wait) = Some(gate);
-        // The waiter's job runs; it then waits for its batch while the writer queued behind
-        // it commits (and fails) that batch.
+        // The waiter's job runs and holds its batch open for the writer queued behind it;
+        // the waiter (which holds the writer) then commits both, and the COMMIT fails.
         let waiter = hold_batch_open(&batcher, dangling);
-        // Queued behind the waiter: joins its batch, commits it, and the COMMIT fails.
+        let (release, gate) = std::sync::mpsc::channel();
+        *lock(&batcher.before_wait) = Some((waiter.thread().id(), gate));
         assert!(batcher.write(|_| Ok(())).is_err());
-        // Many later batches fail too while the waiter is held...
+        // While the waiter is held before it looks, many later batches fail, and many commit...
         for _ in 0..100 {
             assert!(batcher.write(dangling).is_err());
+        }
+        for _ in 0..100 {
+            batcher.write(|_| Ok(())).unwrap();
         }
         // ...and when it finally looks, it is told its batch failed.
         release.send(()).unwrap();
