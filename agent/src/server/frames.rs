@@ -15,9 +15,13 @@ use std::os::unix::net::UnixStream;
 use zeroize::Zeroizing;
 
 const PREFIX: usize = 4;
-/// First buffer of a request: a login request is a few hundred bytes, so one read takes the
-/// length prefix and the whole frame.
-const FIRST_READ: usize = 2048;
+/// First buffer of a request: a login request is about 170 bytes (a few hundred with long
+/// PAM items), so one read takes the length prefix and the whole frame; a longer request moves
+/// to a buffer of its announced length. Small, because the buffer is zeroed when allocated and
+/// wiped when dropped, byte by byte (and at 1 KiB and more glibc's malloc takes a slower path).
+const FIRST_READ: usize = 512 - PREFIX;
+/// First buffer of a reply: a login's reply is about 60 bytes; a longer one moves as it grows.
+const FIRST_REPLY: usize = 256;
 
 /// What a non-blocking step reached.
 pub(super) enum Progress {
@@ -104,7 +108,7 @@ pub(super) struct ReplyWriter {
 impl ReplyWriter {
     /// Encodes `reply` as one frame.
     pub(super) fn encode(reply: &impl serde::Serialize) -> Result<Self, String> {
-        let mut out = WipingBuffer(Zeroizing::new(Vec::with_capacity(1024)));
+        let mut out = WipingBuffer(Zeroizing::new(Vec::with_capacity(FIRST_REPLY)));
         out.0.extend_from_slice(&[0; PREFIX]);
         serde_json::to_writer(&mut out, reply).map_err(|e| e.to_string())?;
         let mut buffer = out.0;
