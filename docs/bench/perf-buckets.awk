@@ -11,10 +11,11 @@ BEGIN{RS=""}
   else if (/__x64_sys_pread64/) b="pread"
   else if (/__x64_sys_fcntl/) b="fcntl (SQLite locks)"
   else if (/__x64_sys_futex/) {
-    # The group commit's two waits: a batch's waiters parked and unparked (BatchFate), and
-    # the writer's lock handed from job to job (inlined into the store's transact).
-    if (/BatchFate/) b="futex: batch waiters"
-    else if (/Store>::transact|Batcher/) b="futex: writer lock"
+    # The group commit's sleeps and wake-ups: the writer's holder waking the callers whose
+    # jobs it committed (and the next holder), and a caller going to sleep until then (its
+    # park is inlined into the store's transact).
+    if (/Batcher::combine|Batcher::wake_next|unpark/) b="futex: group commit, waking callers"
+    else if (/Store>::transact|Batcher/) b="futex: group commit, a caller going to sleep"
     else b="futex: other"
   }
   else if (/__x64_sys_recvfrom/) b="recv request"
@@ -22,7 +23,7 @@ BEGIN{RS=""}
   else if (/__x64_sys_accept4/) b="accept"
   else if (/__x64_sys_epoll/) b="epoll"
   else if (/__x64_sys_close/) b="close"
-  else if (/__x64_sys_write/) b="write (log line)"
+  else if (/__x64_sys_write|ksys_write/) b="write (log line)"
   else if (/__x64_sys_getsockopt/) b="getsockopt (peer)"
   else if (/profile_account/) b="profile_account (user)"
   else if (/sqlite3/) b="sqlite (user)"

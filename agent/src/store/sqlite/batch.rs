@@ -267,10 +267,26 @@ mod tests {
             .unwrap()
     }
 
+    /// Inserts `v`: a job that succeeds.
+    fn insert(c: &Connection, v: i64) -> Result<usize, StoreError> {
+        c.execute("INSERT INTO t (v) VALUES (?1)", [v])
+            .map_err(write_error)
+    }
+
+    /// The values stored, in order.
+    fn values(batcher: &Batcher) -> Vec<i64> {
+        batcher
+            .read(|c| {
+                let mut statement = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+                let rows = statement.query_map([], |r| r.get(0)).unwrap();
+                Ok(rows.map(|r| r.unwrap()).collect())
+            })
+            .unwrap()
+    }
+
     /// Inserts 2, then fails on a NOT NULL violation: a job that fails after a change.
     fn insert_then_fail(c: &Connection) -> Result<usize, StoreError> {
-        c.execute("INSERT INTO t (v) VALUES (2)", [])
-            .map_err(write_error)?;
+        insert(c, 2)?;
         c.execute("INSERT INTO t (v) VALUES (NULL)", [])
             .map_err(write_error)
     }
@@ -338,14 +354,12 @@ mod tests {
     fn a_queued_job_runs_on_the_holder_and_returns_its_own_result() {
         let (_dir, batcher) = batcher();
         let holder = hold_batch_open(&batcher, |c| {
-            c.execute("INSERT INTO t (v) VALUES (1)", [])
-                .map_err(write_error)?;
+            insert(c, 1)?;
             Ok((c.last_insert_rowid(), std::thread::current().id()))
         });
         let (rowid, ran_on) = batcher
             .write(|c| {
-                c.execute("INSERT INTO t (v) VALUES (2)", [])
-                    .map_err(write_error)?;
+                insert(c, 2)?;
                 Ok((c.last_insert_rowid(), std::thread::current().id()))
             })
             .unwrap();
@@ -362,18 +376,14 @@ mod tests {
     #[test]
     fn a_job_that_panics_fails_alone() {
         let (_dir, batcher) = batcher();
-        let holder = hold_batch_open(&batcher, |c| {
-            c.execute("INSERT INTO t (v) VALUES (1)", [])
-                .map_err(write_error)
-        });
+        let holder = hold_batch_open(&batcher, |c| insert(c, 1));
         let (told, answer) = std::sync::mpsc::channel();
         {
             let batcher = Arc::clone(&batcher);
             std::thread::spawn(move || {
                 #[allow(clippy::panic)]
                 let panicked = batcher.write(|c| -> Result<(), StoreError> {
-                    c.execute("INSERT INTO t (v) VALUES (2)", [])
-                        .map_err(write_error)?;
+                    insert(c, 2)?;
                     panic!("a bug in a job");
                 });
                 told.send(panicked).unwrap();
@@ -386,20 +396,8 @@ mod tests {
             "{panicked:?}"
         );
         holder.join().unwrap().unwrap();
-        batcher
-            .write(|c| {
-                c.execute("INSERT INTO t (v) VALUES (3)", [])
-                    .map_err(write_error)
-            })
-            .unwrap();
-        let values: Vec<i64> = batcher
-            .read(|c| {
-                let mut statement = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
-                let rows = statement.query_map([], |r| r.get(0)).unwrap();
-                Ok(rows.map(|r| r.unwrap()).collect())
-            })
-            .unwrap();
-        assert_eq!(values, vec![1, 3]);
+        batcher.write(|c| insert(c, 3)).unwrap();
+        assert_eq!(values(&batcher), vec![1, 3]);
         assert!(batcher.read(|c| Ok(c.is_autocommit())).unwrap());
     }
 
@@ -428,10 +426,7 @@ mod tests {
         {
             let batcher = Arc::clone(&batcher);
             std::thread::spawn(move || {
-                let written = batcher.write(|c| {
-                    c.execute("INSERT INTO t (v) VALUES (1)", [])
-                        .map_err(write_error)
-                });
+                let written = batcher.write(|c| insert(c, 1));
                 wrote.send(written.is_ok()).unwrap();
             });
         }
@@ -474,12 +469,7 @@ mod tests {
     #[test]
     fn a_failing_job_rolls_back_only_itself() {
         let (_dir, batcher) = batcher();
-        batcher
-            .write(|c| {
-                c.execute("INSERT INTO t (v) VALUES (1)", [])
-                    .map_err(write_error)
-            })
-            .unwrap();
+        batcher.write(|c| insert(c, 1)).unwrap();
         assert!(batcher.write(insert_then_fail).is_err());
         assert_eq!(count(&batcher), 1);
     }
@@ -489,20 +479,10 @@ mod tests {
     #[test]
     fn a_failing_job_in_a_shared_batch_rolls_back_only_itself() {
         let (_dir, batcher) = batcher();
-        let first = hold_batch_open(&batcher, |c| {
-            c.execute("INSERT INTO t (v) VALUES (1)", [])
-                .map_err(write_error)
-        });
+        let first = hold_batch_open(&batcher, |c| insert(c, 1));
         assert!(batcher.write(insert_then_fail).is_err());
         first.join().unwrap().unwrap();
-        let values: Vec<i64> = batcher
-            .read(|c| {
-                let mut statement = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
-                let rows = statement.query_map([], |r| r.get(0)).unwrap();
-                Ok(rows.map(|r| r.unwrap()).collect())
-            })
-            .unwrap();
-        assert_eq!(values, vec![1]);
+        assert_eq!(values(&batcher), vec![1]);
         assert!(batcher.read(|c| Ok(c.is_autocommit())).unwrap());
     }
 
