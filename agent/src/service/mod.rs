@@ -51,7 +51,8 @@ struct Caller<'a> {
     /// A non-root caller past its budget of requests: this request is not logged, nor
     /// audited if it is refused without changing anything (see `budget`).
     quiet: bool,
-    /// Set once the request's login line is written: that line is then its only line.
+    /// Set once the request's login line is written: that line is then its only line. Atomic
+    /// only because rules hold the caller and the store may run them on another thread.
     login_logged: &'a AtomicBool,
 }
 

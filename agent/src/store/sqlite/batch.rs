@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use rusqlite::Connection;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::thread::Thread;
 use std::time::Instant;
@@ -26,6 +27,9 @@ use std::time::Instant;
 struct Ticket {
     fate: OnceLock<Result<(), StoreError>>,
     caller: Thread,
+    /// Set when a holder takes the job off the queue: from then on only that holder's
+    /// settling wakes the caller, which sleeps rather than take the writer for nothing.
+    taken: AtomicBool,
 }
 
 /// A write job waiting for the writer's holder to run it: the caller's closure, its lifetime
@@ -130,9 +134,10 @@ impl Batcher {
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let result = read(&lock(&self.writer));
-        self.wake_next();
-        result
+        // Declared first, so dropped after the writer's guard, even when `read` panics.
+        let _wake_next = WakeNext(self);
+        let writer = lock(&self.writer);
+        read(&writer)
     }
 
     /// Runs `job` in the current batch and returns once that batch is durably committed. The
@@ -151,6 +156,7 @@ impl Batcher {
         let ticket = Arc::new(Ticket {
             fate: OnceLock::new(),
             caller: std::thread::current(),
+            taken: AtomicBool::new(false),
         });
         let borrowed: *mut (dyn FnMut(&Connection) + Send + '_) = &mut run;
         // Should anything below unwind before the ticket is settled (nothing is meant to: the
@@ -175,6 +181,10 @@ impl Batcher {
             if let Some(fate) = ticket.fate.get() {
                 break fate.clone();
             }
+            if ticket.taken.load(Ordering::Acquire) {
+                std::thread::park();
+                continue;
+            }
             match self.writer.try_lock() {
                 Ok(writer) => self.combine(writer),
                 Err(TryLockError::Poisoned(poisoned)) => self.combine(poisoned.into_inner()),
@@ -197,50 +207,95 @@ impl Batcher {
     }
 
     /// As the writer's holder: runs every queued job in one transaction, commits it, and
-    /// settles the tickets of the jobs in it.
+    /// settles the tickets of the jobs in it. With nothing queued (another holder took this
+    /// caller's job meanwhile) it begins nothing.
     fn combine(&self, writer: MutexGuard<'_, Connection>) {
         let mut batch = Vec::new();
-        let begun = control(&writer, "BEGIN IMMEDIATE");
-        loop {
-            // A statement of its own: the queue's lock is released before the job runs.
-            let next = lock(&self.queue).pop_front();
-            let Some(queued) = next else { break };
-            if begun.is_ok() {
+        let mut fate = None;
+        while let Some(queued) = self.take_next() {
+            let fate = fate.get_or_insert_with(|| begin(&writer));
+            if fate.is_ok() {
                 // SAFETY: `queued.job` is valid while its ticket is unsettled (`write`), and
                 // this thread, holding the writer, is the only one that took it off the queue.
                 unsafe { (*queued.job)(&writer) };
+                if writer.is_autocommit() {
+                    // SQLite ended the whole transaction (a full disk, an I/O error): nothing
+                    // of this batch is stored, and no later job may run outside it.
+                    *fate = Err(StoreError::Unavailable(
+                        "cannot record state: the transaction was rolled back".to_owned(),
+                    ));
+                }
             }
             batch.push(queued.ticket);
         }
-        let fate = begun.and_then(|()| {
+        let Some(fate) = fate else {
+            drop(writer);
+            self.wake_next();
+            return;
+        };
+        let fate = fate.and_then(|()| {
             let commit_started = Instant::now();
             let committed = control(&writer, "COMMIT");
             self.commit_seconds
                 .observe(commit_started.elapsed().as_secs_f64());
-            if committed.is_err() {
-                // Nothing of this batch was stored: end the transaction and tell everyone in it.
-                let _ = writer.execute_batch("ROLLBACK");
-            }
             committed
         });
+        if !writer.is_autocommit() {
+            // Nothing of this batch was stored: end the transaction.
+            let _ = writer.execute_batch("ROLLBACK");
+        }
         self.batch_jobs
             .observe(f64::from(u32::try_from(batch.len()).unwrap_or(u32::MAX)));
         drop(writer);
         // The next batch may begin while this one's callers are woken.
         self.wake_next();
+        let holder = std::thread::current().id();
         for ticket in batch {
             let _ = ticket.fate.set(fate.clone());
-            ticket.caller.unpark();
+            if ticket.caller.id() != holder {
+                ticket.caller.unpark();
+            }
         }
+    }
+
+    /// The next queued job, marked as taken. A statement of its own, so the queue's lock is
+    /// released before the job runs.
+    fn take_next(&self) -> Option<Queued> {
+        let next = lock(&self.queue).pop_front();
+        if let Some(queued) = &next {
+            queued.ticket.taken.store(true, Ordering::Release);
+        }
+        next
     }
 
     /// After the writer is released: wakes the first queued caller to take it, so no job is
     /// left queued with the writer free and every caller asleep.
     fn wake_next(&self) {
-        if let Some(next) = lock(&self.queue).front() {
-            next.ticket.caller.unpark();
+        let next = lock(&self.queue)
+            .front()
+            .map(|queued| queued.ticket.caller.clone());
+        if let Some(caller) = next {
+            caller.unpark();
         }
     }
+}
+
+/// Wakes the next queued caller when dropped (see [`Batcher::wake_next`]).
+struct WakeNext<'b>(&'b Batcher);
+
+impl Drop for WakeNext<'_> {
+    fn drop(&mut self) {
+        self.0.wake_next();
+    }
+}
+
+/// Begins a batch's transaction. A transaction left open (a ROLLBACK that failed) is ended
+/// first, or every later batch would fail to begin.
+fn begin(connection: &Connection) -> Result<(), StoreError> {
+    if !connection.is_autocommit() {
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+    control(connection, "BEGIN IMMEDIATE")
 }
 
 #[cfg(test)]
@@ -402,23 +457,24 @@ mod tests {
     }
 
     /// A writer that queued while a reader held the writer's connection is woken when the
-    /// reader is done, though no other writer comes along to run its job.
-    #[test]
-    fn a_writer_queued_behind_a_reader_is_woken() {
+    /// reader is done (or has panicked), though no other writer comes along to run its job.
+    fn writer_queued_behind_a_reader(reader_panics: bool) {
         let (_dir, batcher) = batcher();
         let (reading, read_started) = std::sync::mpsc::channel();
         let reader = {
             let batcher = Arc::clone(&batcher);
             std::thread::spawn(move || {
-                batcher
-                    .read(|_| {
-                        reading.send(()).unwrap();
-                        while lock(&batcher.queue).is_empty() {
-                            std::thread::yield_now();
-                        }
-                        Ok(())
-                    })
-                    .unwrap();
+                batcher.read(|_| {
+                    reading.send(()).unwrap();
+                    while lock(&batcher.queue).is_empty() {
+                        std::thread::yield_now();
+                    }
+                    #[allow(clippy::panic)]
+                    if reader_panics {
+                        panic!("a bug in a read");
+                    }
+                    Ok(())
+                })
             })
         };
         read_started.recv().unwrap();
@@ -426,13 +482,42 @@ mod tests {
         {
             let batcher = Arc::clone(&batcher);
             std::thread::spawn(move || {
-                let written = batcher.write(|c| insert(c, 1));
-                wrote.send(written.is_ok()).unwrap();
+                wrote.send(batcher.write(|c| insert(c, 1)).is_ok()).unwrap();
             });
         }
-        reader.join().unwrap();
+        assert_eq!(reader.join().is_err(), reader_panics);
         let written = write_done.recv_timeout(std::time::Duration::from_secs(60));
         assert_eq!(written, Ok(true), "the queued writer was never woken");
+    }
+
+    #[test]
+    fn a_writer_queued_behind_a_reader_is_woken() {
+        writer_queued_behind_a_reader(false);
+    }
+
+    #[test]
+    fn a_writer_queued_behind_a_panicking_reader_is_woken() {
+        writer_queued_behind_a_reader(true);
+    }
+
+    /// A job after which SQLite has ended the whole transaction (as it may on a full disk or
+    /// an I/O error) fails its whole batch: a job queued behind it must neither run outside
+    /// the transaction (its SAVEPOINT would begin one of its own, committed at RELEASE) nor
+    /// be told it was stored.
+    #[test]
+    fn a_batch_whose_transaction_ended_fails_whole() {
+        let (_dir, batcher) = batcher();
+        let ended = hold_batch_open(&batcher, |c| {
+            insert(c, 1)?;
+            c.execute_batch("ROLLBACK").map_err(write_error)?;
+            Ok(())
+        });
+        assert!(batcher.write(|c| insert(c, 2)).is_err());
+        assert!(ended.join().unwrap().is_err());
+        assert_eq!(values(&batcher), Vec::<i64>::new());
+        // The next batch begins and commits as usual.
+        batcher.write(|c| insert(c, 3)).unwrap();
+        assert_eq!(values(&batcher), vec![3]);
     }
 
     /// Writers and readers of the writer's connection, all at once: every release of the
