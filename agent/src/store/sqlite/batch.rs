@@ -211,17 +211,18 @@ impl Batcher {
     /// caller's job meanwhile) it begins nothing.
     fn combine(&self, writer: MutexGuard<'_, Connection>) {
         let mut batch = Vec::new();
+        // Unset until a first job is taken: an empty queue begins nothing.
         let mut fate = None;
         while let Some(queued) = self.take_next() {
-            let fate = fate.get_or_insert_with(|| begin(&writer));
-            if fate.is_ok() {
+            let batch_fate = fate.get_or_insert_with(|| begin(&writer));
+            if batch_fate.is_ok() {
                 // SAFETY: `queued.job` is valid while its ticket is unsettled (`write`), and
                 // this thread, holding the writer, is the only one that took it off the queue.
                 unsafe { (*queued.job)(&writer) };
                 if writer.is_autocommit() {
                     // SQLite ended the whole transaction (a full disk, an I/O error): nothing
                     // of this batch is stored, and no later job may run outside it.
-                    *fate = Err(StoreError::Unavailable(
+                    *batch_fate = Err(StoreError::Unavailable(
                         "cannot record state: the transaction was rolled back".to_owned(),
                     ));
                 }
